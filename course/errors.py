@@ -33,3 +33,8 @@ class CheckpointError(CourseError):
 
 class TrainingDiverged(CourseError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class AuthoringError(CourseError):
+    """A solution notebook cannot be turned into a lesson, executed or graded as asked
+    (malformed solution markers, unknown notebook name, a solution cell that fails)."""

@@ -1,0 +1,735 @@
+"""Solutions → lessons, re-executing solutions, and grading learner notebooks.
+
+Instructors write one notebook per lesson, `solutions/NN_name.ipynb`, with the answers
+inside marked regions. The learner's `lessons/NN_name.ipynb` is *generated* from it, so
+the two can never drift apart:
+
+* in code cells, each region between `### BEGIN SOLUTION` and `### END SOLUTION` becomes
+  one `raise NotImplementedError("Exercise: ...")` at the marker's indentation (text after
+  `BEGIN SOLUTION` becomes the hint);
+* in markdown cells, everything between `<!-- BEGIN SOLUTION -->` and
+  `<!-- END SOLUTION -->` is removed (a cell left empty is dropped);
+* outputs, execution counts and machine-specific metadata are cleared, cell ids kept.
+
+The same input always gives the same bytes, so `course lessons check` (in CI) can tell
+whether someone edited a solution and forgot to rebuild, or edited a lesson by hand.
+
+Grading executes a learner's notebook cell by cell with a per-cell time limit and reads
+each `check.<name>(...)` cell's outcome: passed, failed, not attempted or error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat import NotebookNode
+
+from course.errors import AuthoringError
+
+CODE_BEGIN = "### BEGIN SOLUTION"
+CODE_END = "### END SOLUTION"
+MARKDOWN_BEGIN = "<!-- BEGIN SOLUTION -->"
+MARKDOWN_END = "<!-- END SOLUTION -->"
+
+#: Cell metadata a lesson keeps: tags (nbval markers such as `nbval-skip`,
+#: `nbval-ignore-output`, `raises-exception`), the editing/collapsing flags and a raw
+#: cell's format.
+KEPT_CELL_METADATA = ("tags", "editable", "deletable", "jupyter", "format")
+
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+# Anything that looks like a code marker, exact or not: a near miss (`# BEGIN SOLUTION`)
+# must be an error, otherwise the solution would silently ship to learners.
+_CODE_MARKER = re.compile(r"^(?P<indent>[ \t]*)(?P<hashes>#+)[ \t]*(?P<kind>BEGIN|END)[ \t]+SOLUTION\b(?P<rest>.*)$")
+_MARKDOWN_MARKER = re.compile(r"<!--[ \t]*(?P<kind>BEGIN|END)[ \t]+SOLUTION[ \t]*-->")
+_DEF = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+(?P<name>\w+)")
+_HINT_PUNCTUATION = " \t:-–—"
+
+# A check cell calls `check.<name>(` outside a comment.
+_CHECK_CALL = re.compile(r"^[^#\n]*?\bcheck\.(?P<name>[A-Za-z_]\w*)\s*\(", re.MULTILINE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_TIMEOUT_ENAME = "CellTimeout"
+
+
+# ------------------------------------------------------------------ solutions → lessons
+
+
+def lesson_from_solution(nb: NotebookNode, source: str | Path = "<notebook>") -> NotebookNode:
+    """The learner's version of solution notebook `nb` (which is left untouched).
+
+    `source` names the notebook in error messages. Raises AuthoringError on malformed
+    solution markers, naming the notebook, the cell index (from 0) and the line.
+    """
+    cells = []
+    for index, cell in enumerate(nb.cells):
+        where = _Where(str(source), index, cell.get("id"))
+        cell_id = cell.get("id") or _derived_id(source, index)
+        metadata = {k: cell.metadata[k] for k in KEPT_CELL_METADATA if cell.metadata.get(k) not in (None, [], {})}
+        if cell.cell_type == "code":
+            cells.append(nbformat.from_dict({
+                "cell_type": "code", "id": cell_id, "metadata": metadata, "execution_count": None,
+                "outputs": [], "source": strip_code_solutions(cell.source, where),
+            }))
+        elif cell.cell_type == "markdown":
+            text = strip_markdown_solutions(cell.source, where)
+            if not text.strip():
+                continue  # the whole cell was a solution; an empty cell is only noise
+            new = {"cell_type": "markdown", "id": cell_id, "metadata": metadata, "source": text}
+            attachments = {name: data for name, data in cell.get("attachments", {}).items()
+                           if f"attachment:{name}" in text}
+            if attachments:
+                new["attachments"] = attachments
+            cells.append(nbformat.from_dict(new))
+        else:
+            cells.append(nbformat.from_dict({"cell_type": cell.cell_type, "id": cell_id,
+                                             "metadata": metadata, "source": cell.source}))
+    spec = nb.metadata.get("kernelspec", {})
+    lesson = nbformat.v4.new_notebook()
+    lesson.nbformat_minor = max(5, nb.get("nbformat_minor", 5))  # 4.5+: cell ids are part of the format
+    lesson.cells = cells
+    lesson.metadata = nbformat.from_dict({
+        # JupyterLab and nbclient pick the kernel by name; "python3" is everyone's.
+        "kernelspec": {**KERNELSPEC, "display_name": spec.get("display_name", KERNELSPEC["display_name"])},
+        "language_info": {"name": "python"},
+    })
+    return lesson
+
+
+def strip_code_solutions(source: str, where: _Where | None = None) -> str:
+    """Replace each `### BEGIN SOLUTION … ### END SOLUTION` region of a code cell.
+
+    The replacement is one `raise NotImplementedError("Exercise: <hint>")` at the
+    BEGIN marker's indentation, so a region inside a function body keeps the function
+    valid Python, and a top-level region stops the cell right there.
+    """
+    where = where or _Where("<cell>", 0, None)
+    lines = source.split("\n")
+    out: list[str] = []
+    begin: tuple[int, re.Match[str]] | None = None
+    for lineno, line in enumerate(lines, start=1):
+        if _MARKDOWN_MARKER.search(line):
+            raise where.error(lineno, "markdown-style solution marker in a code cell; in code "
+                                      f"write `{CODE_BEGIN}` … `{CODE_END}` on their own lines")
+        m = _CODE_MARKER.match(line)
+        if m is None:
+            if begin is None:
+                out.append(line)
+            continue
+        exact = CODE_BEGIN if m["kind"] == "BEGIN" else CODE_END
+        if m["hashes"] != "###" or not line.strip().startswith(exact):
+            raise where.error(lineno, f"malformed solution marker {line.strip()!r}; write it exactly "
+                                      f"as `{exact}` (three #, one space) so it is recognised")
+        if m["kind"] == "BEGIN":
+            if begin is not None:
+                raise where.error(lineno, f"nested `{CODE_BEGIN}` (the region opened on line "
+                                          f"{begin[0]} is not closed); add `{CODE_END}` before it")
+            begin = (lineno, m)
+            continue
+        if begin is None:
+            raise where.error(lineno, f"`{CODE_END}` without a `{CODE_BEGIN}` before it in this "
+                                      "cell; add the BEGIN marker or delete this line")
+        start, bm = begin
+        if not "".join(lines[start:lineno - 1]).strip():
+            raise where.error(start, "empty solution region (nothing between BEGIN and END); "
+                                     "put the solution code between the markers or delete them")
+        out.append(f"{bm['indent']}raise NotImplementedError("
+                   f"{_python_string('Exercise: ' + _hint(bm['rest'], lines[:start - 1], bm['indent']))})")
+        begin = None
+    if begin is not None:
+        raise where.error(begin[0], f"unclosed `{CODE_BEGIN}`; add a `{CODE_END}` line after "
+                                    "the solution code")
+    result = "\n".join(out)
+    if result != source and _compiles(source) and not _compiles(result):
+        raise where.error(None, "the lesson version of this cell would not be valid Python; make "
+                                "each solution region a whole block of statements")
+    return result
+
+
+def strip_markdown_solutions(source: str, where: _Where | None = None) -> str:
+    """Remove each `<!-- BEGIN SOLUTION --> … <!-- END SOLUTION -->` region of a markdown cell.
+
+    A region whose markers sit on their own lines takes those whole lines with it, so no
+    blank-line debris is left; inline regions are cut exactly.
+    """
+    where = where or _Where("<cell>", 0, None)
+    for lineno, line in enumerate(source.split("\n"), start=1):
+        if _CODE_MARKER.match(line):
+            raise where.error(lineno, "code-style solution marker in a markdown cell; in markdown "
+                                      f"write `{MARKDOWN_BEGIN}` … `{MARKDOWN_END}`")
+    spans: list[tuple[int, int]] = []
+    begin: re.Match[str] | None = None
+    for m in _MARKDOWN_MARKER.finditer(source):
+        lineno = source.count("\n", 0, m.start()) + 1
+        if m["kind"] == "BEGIN":
+            if begin is not None:
+                raise where.error(lineno, f"nested `{MARKDOWN_BEGIN}` (the region opened on line "
+                                          f"{source.count(chr(10), 0, begin.start()) + 1} is not "
+                                          f"closed); add `{MARKDOWN_END}` before it")
+            begin = m
+            continue
+        if begin is None:
+            raise where.error(lineno, f"`{MARKDOWN_END}` without a `{MARKDOWN_BEGIN}` before it "
+                                      "in this cell; add the BEGIN marker or delete this one")
+        if not source[begin.end():m.start()].strip():
+            raise where.error(source.count("\n", 0, begin.start()) + 1,
+                              "empty solution region (nothing between BEGIN and END); put the "
+                              "solution text between the markers or delete them")
+        spans.append(_whole_lines(source, begin.start(), m.end()))
+        begin = None
+    if begin is not None:
+        raise where.error(source.count("\n", 0, begin.start()) + 1,
+                          f"unclosed `{MARKDOWN_BEGIN}`; add `{MARKDOWN_END}` after the solution text")
+    if not spans:
+        return source
+    pieces, last = [], 0
+    for start, end in spans:
+        pieces.append(source[last:start])
+        last = end
+    pieces.append(source[last:])
+    return "".join(pieces).rstrip()
+
+
+def lesson_text(solution: str | Path) -> str:
+    """The exact file content of the lesson generated from `solution` (a path)."""
+    path = Path(solution)
+    return notebook_text(lesson_from_solution(read_notebook(path), path))
+
+
+def build_lessons(solutions_dir: str | Path = "solutions",
+                  lessons_dir: str | Path = "lessons") -> list[Path]:
+    """Regenerate every lesson from its solution; return the lesson files that changed.
+
+    Every lesson is generated before anything is written, so one malformed solution
+    leaves `lessons/` untouched. Lessons whose solution is gone are deleted (returned
+    too), so renaming a solution does not leave a stale twin behind.
+    """
+    solutions = solution_files(solutions_dir)
+    texts = {p.name: lesson_text(p) for p in solutions}
+    out_dir = Path(lessons_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, text in texts.items():
+        target = out_dir / name
+        data = text.encode("utf-8")
+        if not target.is_file() or target.read_bytes() != data:
+            _atomic_write(target, data)
+            changed.append(target)
+    for lesson in sorted(out_dir.glob("*.ipynb")):
+        if lesson.name not in texts:
+            lesson.unlink()
+            changed.append(lesson)
+    return changed
+
+
+def check_lessons(solutions_dir: str | Path = "solutions",
+                  lessons_dir: str | Path = "lessons") -> list[str]:
+    """Differences between `lessons/` and what the solutions generate; [] means in sync."""
+    solutions = solution_files(solutions_dir)
+    out_dir = Path(lessons_dir)
+    problems = []
+    names = set()
+    for solution in solutions:
+        names.add(solution.name)
+        lesson = out_dir / solution.name
+        expected = lesson_text(solution)
+        if not lesson.is_file():
+            problems.append(f"missing: {lesson} (generated from {solution})")
+            continue
+        actual = lesson.read_bytes().decode("utf-8", errors="replace")
+        if actual != expected:
+            problems.append(f"stale: {lesson} differs from what {solution} generates "
+                            f"({_first_difference(expected, actual)})")
+    if out_dir.is_dir():
+        for lesson in sorted(out_dir.glob("*.ipynb")):
+            if lesson.name not in names:
+                problems.append(f"extra: {lesson} has no solution {Path(solutions_dir) / lesson.name}")
+    return problems
+
+
+# ------------------------------------------------------------------- execute solutions
+
+
+def execute_solutions(names: Sequence[str] | None = None, solutions_dir: str | Path = "solutions",
+                      timeout: int = 600, env: Mapping[str, str] | None = None) -> list[Path]:
+    """Re-run solution notebooks in place (all of them by default); return their paths.
+
+    `names` may be `02_bpe`, `02_bpe.ipynb` or just the prefix `02`. The kernel is
+    `python3`, its working directory the solutions directory, its environment this
+    process's plus `env` (nothing is set behind the author's back, e.g. TQDM_DISABLE
+    only if asked). Timing metadata and the kernel's version string are dropped so that
+    re-running unchanged, deterministic code rewrites identical bytes. A failing cell
+    (not tagged `raises-exception`) raises AuthoringError and leaves that file as it was.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellControlSignal, DeadKernelError
+
+    files = solution_files(solutions_dir)
+    chosen = files if not names else _resolve_names(names, files, solutions_dir)
+    done = []
+    for path in chosen:
+        nb = read_notebook(path)
+        current = {"index": -1}
+        client = NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", record_timing=False,
+            shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent.resolve())}},
+            on_cell_start=lambda cell, cell_index, _c=current: _c.update(index=cell_index),
+        )
+        try:
+            client.execute(env={**os.environ, **(env or {})})
+        except (CellControlSignal, DeadKernelError) as e:
+            raise AuthoringError(_execution_failure(path, current["index"], e, timeout)) from None
+        for cell in nb.cells:
+            cell.metadata.pop("execution", None)
+        info = nb.metadata.get("language_info")
+        if isinstance(info, dict):
+            info.pop("version", None)
+        _atomic_write(path, notebook_text(nb).encode("utf-8"))
+        done.append(path)
+    return done
+
+
+# ------------------------------------------------------------------------------- grading
+
+
+def grade_notebook(path: str | Path, timeout: int = 60) -> dict[str, Any]:
+    """Execute a learner's notebook and report every exercise's outcome.
+
+    Each code cell may run `timeout` seconds; a cell over the limit is interrupted and
+    reported, and grading goes on if the kernel recovers (it stops cleanly otherwise).
+    The notebook runs from memory with its own directory as working directory; the
+    learner's file is never written. Returns
+    `{"exercises": [{"name", "status", "message"}], "passed": N, "total": M}` with status
+    one of `passed`, `failed`, `not attempted`, `error`.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
+
+    path = Path(path)
+    nb = read_notebook(path)
+    outcomes: dict[int, _Outcome] = {}
+    replies: dict[int, dict[str, Any]] = {}
+
+    def record(cell: NotebookNode, cell_index: int, execute_reply: dict[str, Any]) -> None:
+        replies[cell_index] = execute_reply.get("content", {}) if execute_reply else {}
+
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", allow_errors=True, record_timing=False,
+        interrupt_on_timeout=True, shutdown_kernel="immediate",
+        # Without error_on_timeout, nbclient would wait for the interrupted cell's reply
+        # forever if the interrupt is ignored; with it, the cell is marked and we move on.
+        error_on_timeout={"ename": _TIMEOUT_ENAME, "evalue": f"timed out after {timeout} s",
+                          "traceback": []},
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+        on_cell_executed=record,
+    )
+    stopped: str | None = None
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            if stopped:
+                outcomes[index] = _Outcome("skipped", "", stopped)
+                continue
+            try:
+                client.execute_cell(cell, index)
+            except DeadKernelError:
+                outcomes[index] = _Outcome("error", "DeadKernelError",
+                                          "the kernel died in this cell (out of memory? exit()?)")
+                stopped = f"not graded: the kernel died in cell {index}"
+                continue
+            if index not in replies:  # nbclient skipped it (tag `skip-execution`)
+                outcomes[index] = _Outcome("skipped", "", "not graded: the cell was not executed "
+                                                          "(tagged skip-execution?)")
+                continue
+            outcomes[index] = _Outcome.from_reply(replies.pop(index), cell)
+            if outcomes[index].ename == _TIMEOUT_ENAME and not _kernel_responds(client, replies, timeout):
+                stopped = (f"not graded: cell {index} timed out and the kernel did not recover "
+                           "from the interrupt")
+    exercises = _exercise_results(nb, outcomes, timeout)
+    passed = sum(e["status"] == "passed" for e in exercises)
+    return {"exercises": exercises, "passed": passed, "total": len(exercises)}
+
+
+def format_grade(result: Mapping[str, Any]) -> str:
+    """A short table of `grade_notebook`'s result, for the terminal."""
+    rows = [(e["name"], e["status"], e["message"]) for e in result["exercises"]]
+    if not rows:
+        return "no exercises found (no cell calls check.<name>(...))"
+    w_name = max(len("exercise"), *(len(r[0]) for r in rows))
+    w_status = max(len("status"), *(len(r[1]) for r in rows))
+    lines = [f"{'exercise':<{w_name}}  {'status':<{w_status}}  message"]
+    lines += [f"{n:<{w_name}}  {s:<{w_status}}  {m}" for n, s, m in rows]
+    lines.append(f"{result['passed']}/{result['total']} passed")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- CLI
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register `lessons build|check`, `solutions execute` and `grade` on `subparsers`."""
+    def dirs(p: argparse.ArgumentParser, lessons: bool = True) -> None:
+        p.add_argument("--solutions-dir", default="solutions",
+                       help="instructor notebooks (default: ./solutions)")
+        if lessons:
+            p.add_argument("--lessons-dir", default="lessons",
+                           help="generated learner notebooks (default: ./lessons)")
+
+    lessons = subparsers.add_parser("lessons", help="build / check the learner notebooks from solutions/")
+    lsub = lessons.add_subparsers(dest="lessons_command", metavar="ACTION")
+    lsub.required = True
+    build = lsub.add_parser("build", help="regenerate lessons/ from solutions/")
+    dirs(build)
+    build.set_defaults(func=_cmd_lessons_build)
+    check = lsub.add_parser("check", help="exit 1 if lessons/ is not what solutions/ generates")
+    dirs(check)
+    check.set_defaults(func=_cmd_lessons_check)
+
+    solutions = subparsers.add_parser("solutions", help="re-execute solution notebooks in place")
+    ssub = solutions.add_subparsers(dest="solutions_command", metavar="ACTION")
+    ssub.required = True
+    execute = ssub.add_parser("execute", help="run solution notebooks and store their outputs")
+    execute.add_argument("names", nargs="*", metavar="NAMES",
+                         help="e.g. 02_bpe, 02_bpe.ipynb or 02 (default: all)")
+    execute.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: 600)")
+    dirs(execute, lessons=False)
+    execute.set_defaults(func=_cmd_solutions_execute)
+
+    grade = subparsers.add_parser("grade", help="grade a learner notebook")
+    grade.add_argument("notebook", metavar="NOTEBOOK")
+    grade.add_argument("--json", action="store_true", help="print the result as JSON")
+    grade.add_argument("--timeout", type=int, default=60, help="seconds per cell (default: 60)")
+    grade.set_defaults(func=_cmd_grade)
+
+
+def _cmd_lessons_build(args: argparse.Namespace) -> int:
+    changed = build_lessons(args.solutions_dir, args.lessons_dir)
+    for path in changed:
+        print(f"{'wrote' if path.exists() else 'removed'} {path}")
+    if not changed:
+        print(f"{args.lessons_dir} is up to date")
+    return 0
+
+
+def _cmd_lessons_check(args: argparse.Namespace) -> int:
+    problems = check_lessons(args.solutions_dir, args.lessons_dir)
+    if not problems:
+        print(f"{args.lessons_dir} is in sync with {args.solutions_dir}")
+        return 0
+    print("\n".join(problems))
+    print(f"\n{len(problems)} lesson(s) out of sync with {args.solutions_dir}; run "
+          "`course lessons build` and commit the result (never edit lessons by hand)")
+    return 1
+
+
+def _cmd_solutions_execute(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    done = execute_solutions(args.names or None, args.solutions_dir, timeout=args.timeout)
+    for path in done:
+        print(f"executed {path}")
+    print(f"{len(done)} notebook(s) in {time.perf_counter() - start:.1f} s; "
+          "run `course lessons build` if you changed a solution")
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    result = grade_notebook(args.notebook, timeout=args.timeout)
+    print(json.dumps(result, indent=1, ensure_ascii=False) if args.json else format_grade(result))
+    return 0 if result["passed"] == result["total"] else 1
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def read_notebook(path: str | Path) -> NotebookNode:
+    """Read a notebook as nbformat 4, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise AuthoringError(f"notebook {path} does not exist")
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as e:  # JSON or schema errors: the message is what matters
+        raise AuthoringError(f"{path} is not a readable notebook ({type(e).__name__}: {e}); "
+                             "open it in JupyterLab to repair it") from None
+
+
+def notebook_text(nb: NotebookNode) -> str:
+    """The canonical file content: nbformat JSON, indent 1, sorted keys, final newline."""
+    text = nbformat.writes(nb, version=4)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def solution_files(solutions_dir: str | Path = "solutions") -> list[Path]:
+    """The solution notebooks, in lesson order (their `NN_` prefix sorts them)."""
+    root = Path(solutions_dir)
+    if not root.is_dir():
+        raise AuthoringError(f"solutions directory {root} does not exist; run from the course "
+                             "repository's root or pass --solutions-dir")
+    return sorted(root.glob("*.ipynb"))
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a marker problem is, for error messages."""
+
+    notebook: str
+    cell: int
+    cell_id: str | None
+
+    def error(self, line: int | None, what: str) -> AuthoringError:
+        ident = f", id {self.cell_id!r}" if self.cell_id else ""
+        at = f", line {line}" if line is not None else ""
+        return AuthoringError(f"{self.notebook}: cell {self.cell} (counting from 0{ident}){at}: {what}")
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one executed cell did: status 'ok', 'error' or 'skipped', the exception name
+    and message, and its stdout (where a passing check prints its line)."""
+
+    status: str
+    ename: str
+    evalue: str
+    stdout: str = ""
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], cell: NotebookNode) -> _Outcome:
+        stdout = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                         if o.get("output_type") == "stream" and o.get("name") == "stdout")
+        if reply.get("status") == "error":
+            return cls("error", reply.get("ename", ""), _ANSI.sub("", reply.get("evalue", "")), stdout)
+        return cls("ok", "", "", stdout)
+
+
+def _exercise_results(nb: NotebookNode, outcomes: Mapping[int, _Outcome],
+                      timeout: int) -> list[dict[str, str]]:
+    """One entry per `check.<name>(` call, judged from its cell and the cells before it."""
+    results: list[dict[str, str]] = []
+    first = 0  # first cell belonging to the current exercise
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        names = [m["name"] for m in _CHECK_CALL.finditer(cell.source)]
+        if not names:
+            continue
+        before = [(i, outcomes[i]) for i in range(first, index) if i in outcomes]
+        out = outcomes.get(index, _Outcome("skipped", "", "not graded: the cell did not run"))
+        failing = None
+        if out.status == "error":
+            prefix = out.evalue.split(":", 1)[0].strip()
+            failing = prefix if prefix in names else None
+        for name in names:
+            passed_line = next((ln[2:].strip() for ln in out.stdout.splitlines()
+                                if ln.startswith(f"✓ {name}:")), None)
+            if passed_line is not None:
+                results.append(_entry(name, "passed", passed_line))
+            elif out.status == "ok":
+                results.append(_entry(name, "passed", "passed"))
+            elif failing is None or failing == name:
+                results.append(_judge(name, out, before, timeout))
+                failing = name
+            else:
+                results.append(_entry(name, "error", f"not run: the check of {failing} before it "
+                                                     "in the same cell stopped the cell"))
+        first = index + 1
+    return results
+
+
+def _judge(name: str, out: _Outcome, before: list[tuple[int, _Outcome]],
+           timeout: int) -> dict[str, str]:
+    """Status of an exercise whose check cell did not pass."""
+    timed_out = [i for i, o in before if o.ename == _TIMEOUT_ENAME]
+    if out.status == "skipped":
+        return _entry(name, "error", out.evalue)
+    if out.ename == _TIMEOUT_ENAME:
+        return _entry(name, "error", f"timed out after {timeout} s while checking "
+                                     "(an infinite loop in your code?)")
+    if timed_out:
+        return _entry(name, "error", f"cell {timed_out[0]} timed out after {timeout} s "
+                                     "(an infinite loop?), so this exercise could not be checked")
+    if out.ename == "CheckFailed":
+        return _entry(name, "failed", out.evalue)
+    unfinished = [i for i, o in before if o.ename == "NotImplementedError"]
+    if out.ename in ("NotAttempted", "NotImplementedError"):
+        return _entry(name, "not attempted", out.evalue or f"{name}: not attempted yet")
+    if out.ename == "NameError":
+        if "'check'" in out.evalue:
+            return _entry(name, "error", "`check` is not defined: the setup cell with "
+                                         "`from course import checks as check` did not run")
+        if unfinished:
+            return _entry(name, "not attempted", f"{name}: not attempted yet — cell {unfinished[0]} "
+                                                 "still raises NotImplementedError")
+        failed = [i for i, o in before if o.status == "error"]
+        cause = f" (cell {failed[0]} failed)" if failed else ""
+        return _entry(name, "not attempted", f"{name}: {out.evalue}{cause}")
+    return _entry(name, "error", f"{out.ename}: {out.evalue}")
+
+
+def _entry(name: str, status: str, message: str) -> dict[str, str]:
+    return {"name": name, "status": status, "message": message}
+
+
+def _kernel_responds(client: Any, replies: dict[int, dict[str, Any]], timeout: int) -> bool:
+    """After an interrupted timeout: does the kernel answer a trivial request?
+
+    If the learner's loop swallowed the interrupt, every later cell would also time out;
+    better to stop grading than to spend `timeout` seconds per remaining cell.
+    """
+    # nbclient stores the executed cell back at nb.cells[index]: give the probe its own slot.
+    cells = client.nb.cells
+    cells.append(nbformat.v4.new_code_cell("pass"))
+    index = len(cells) - 1
+    saved = client.timeout, client.iopub_timeout
+    # `pass` prints nothing: a responsive kernel is idle at once, no need to wait long.
+    client.timeout, client.iopub_timeout = min(timeout, 10), 1
+    try:
+        client.execute_cell(cells[index], index, store_history=False)
+    except Exception:
+        return False
+    finally:
+        client.timeout, client.iopub_timeout = saved
+        del cells[index]
+    return replies.pop(index, {}).get("ename") != _TIMEOUT_ENAME
+
+
+def _execution_failure(path: Path, index: int, e: BaseException, timeout: int) -> str:
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    if isinstance(e, CellTimeoutError):
+        what = f"timed out after {timeout} s (raise it with --timeout)"
+    elif isinstance(e, CellExecutionError):
+        tail = "\n".join(_ANSI.sub("", str(e.traceback)).strip().splitlines()[-15:])
+        what = f"raised {e.ename}: {_ANSI.sub('', e.evalue)}\n{tail}"
+    else:
+        what = f"stopped the kernel ({type(e).__name__}: {e})"
+    return (f"{path}: cell {index} (counting from 0) {what}\n{path} was left unchanged; fix the "
+            "cell, or tag it `raises-exception` if the error is intended")
+
+
+def _resolve_names(names: Sequence[str], files: list[Path], solutions_dir: str | Path) -> list[Path]:
+    """Map `02_bpe`, `02_bpe.ipynb` or `02` to solution files, keeping the given order."""
+    by_stem = {p.stem: p for p in files}
+    chosen: list[Path] = []
+    for raw in names:
+        name = Path(raw).name
+        stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
+        if stem in by_stem:
+            matches = [by_stem[stem]]
+        else:
+            matches = [p for p in files if p.stem.split("_", 1)[0] == stem]
+        if len(matches) != 1:
+            available = ", ".join(by_stem) or "(none)"
+            why = "is ambiguous" if matches else "matches no solution notebook"
+            raise AuthoringError(f"{raw!r} {why} in {solutions_dir}; available: {available}")
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
+
+
+def _hint(rest: str, lines_before: list[str], indent: str) -> str:
+    """The exercise hint: the text after BEGIN SOLUTION, else "implement f()" for the
+    enclosing function, else a generic instruction."""
+    hint = rest.strip().lstrip(_HINT_PUNCTUATION).strip()
+    if hint.lower().startswith("exercise:"):
+        hint = hint[len("exercise:"):].strip()
+    if hint:
+        return hint
+    for line in reversed(lines_before):
+        m = _DEF.match(line)
+        if m and len(m["indent"].expandtabs()) < len(indent.expandtabs()):
+            return f"implement {m['name']}()"
+    return "write the code for this step"
+
+
+def _python_string(text: str) -> str:
+    # JSON string syntax is valid Python and always uses double quotes.
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _compiles(source: str) -> bool:
+    try:
+        compile(source, "<cell>", "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    except (SyntaxError, ValueError):
+        return False  # also IPython magics (`%pip`, `!ls`): not plain Python, not our business
+    return True
+
+
+def _whole_lines(source: str, start: int, end: int) -> tuple[int, int]:
+    """Widen [start, end) to whole lines when the markers stand alone on their lines."""
+    line_start = source.rfind("\n", 0, start) + 1
+    line_end = source.find("\n", end)
+    line_end = len(source) if line_end == -1 else line_end
+    if source[line_start:start].strip() or source[end:line_end].strip():
+        return start, end
+    end = min(line_end + 1, len(source))
+    # A paragraph of its own between blank lines: take one blank line with it.
+    blank_before = line_start == 0 or source[max(0, line_start - 2):line_start] == "\n\n"
+    if blank_before and source[end:end + 1] == "\n":
+        end += 1
+    return line_start, end
+
+
+def _derived_id(source: str | Path, index: int) -> str:
+    """A stable id for a cell of an old (nbformat < 4.5) notebook that has none."""
+    import hashlib
+
+    return hashlib.sha1(f"{Path(source).name}:{index}".encode()).hexdigest()[:8]
+
+
+def _first_difference(expected: str, actual: str) -> str:
+    try:
+        e, a = json.loads(expected), json.loads(actual)
+    except json.JSONDecodeError:
+        return "the lesson is not valid JSON"
+    ec, ac = e.get("cells", []), a.get("cells", [])
+    if len(ec) != len(ac):
+        return f"{len(ac)} cells, expected {len(ec)}"
+    for i, (x, y) in enumerate(zip(ec, ac, strict=True)):
+        if x != y:
+            return f"first difference in cell {i}"
+    if e.get("metadata") != a.get("metadata"):
+        return "notebook metadata differs"
+    return "formatting differs"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a reader (JupyterLab) never sees half a file."""
+    # mkstemp creates the file 0600; give it the old file's mode, else a usual 0644.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the authoring commands alone (`python -m course.authoring lessons build`)."""
+    parser = argparse.ArgumentParser(prog="python -m course.authoring")
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except AuthoringError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

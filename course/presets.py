@@ -1,0 +1,103 @@
+"""Named run sizes: `tiny`, `cpu` and `gpu`.
+
+A preset fixes everything that decides how long a run takes and how good it gets: the
+model shape, the context, the batch, the schedule and the tokenizer's vocabulary. The
+benchmarks in `bench/` measure exactly these presets, so a learner who types
+`course run --preset cpu` gets the numbers recorded in `bench/RESULTS.md`.
+
+* `tiny`: a smoke-sized run, about a minute on 2 CPU cores, tokenizer training included.
+* `cpu`: the best model 3 minutes of a 2-core CPU can train (no dropout: at this budget
+  the model underfits, so regularisation only costs quality).
+* `gpu`: Tiny-Shakespeare-char scale, about 10M parameters and a context of 256.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from course.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Model shape plus training schedule for one named size."""
+
+    name: str
+    # model
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    dropout: float
+    # vocabulary size for the BPE tokenizers (a character tokenizer ignores it: its
+    # vocabulary is the corpus's character set)
+    bpe_vocab_size: int
+    # training
+    batch_size: int
+    max_steps: int
+    lr: float
+    warmup_steps: int
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    eval_interval: int = 100
+    eval_batches: int = 8
+    # data: cap on corpus characters (None = all); keeps `tiny` quick on any corpus
+    max_chars: int | None = None
+    description: str = field(default="", compare=False)
+
+    def with_overrides(self, **changes: object) -> Preset:
+        """A copy with some fields replaced (None values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = set(changes) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown preset field(s) {sorted(unknown)}")
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny",
+        n_layer=2, n_head=4, n_embd=128, block_size=64, dropout=0.0,
+        bpe_vocab_size=512,
+        batch_size=32, max_steps=300, lr=3e-3, warmup_steps=30,
+        eval_interval=100, eval_batches=8,
+        max_chars=600_000,
+        description="smoke-sized: about a minute on 2 CPU cores",
+    ),
+    "cpu": Preset(
+        name="cpu",
+        n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0,
+        bpe_vocab_size=1024,
+        batch_size=32, max_steps=1500, lr=3e-3, warmup_steps=50,
+        eval_interval=250, eval_batches=16,
+        description="the best model about 3 minutes of a 2-core CPU can train",
+    ),
+    "gpu": Preset(
+        name="gpu",
+        n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2,
+        bpe_vocab_size=2048,
+        batch_size=64, max_steps=5000, lr=1e-3, warmup_steps=100,
+        min_lr_ratio=0.1, eval_interval=250, eval_batches=20,
+        description="Tiny-Shakespeare-char scale: ~10M parameters, context 256",
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look a preset up by name, with an error that lists the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown preset {name!r}: choose one of {', '.join(PRESETS)} "
+            "(e.g. `course run --preset tiny`)"
+        ) from None
+
+
+def default_preset_name() -> str:
+    """`gpu` when CUDA is present, `tiny` otherwise."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "tiny"

@@ -1,0 +1,343 @@
+"""The training loop: AdamW, warmup + cosine, clipping, accumulation, exact resume.
+
+Design choices a seasoned reader will look for:
+
+* **Data order is a pure function of the step.** Epoch `e` visits the blocks in a
+  permutation drawn from `seed + e`; the batch at step `s` is slice `s` of that order. So a
+  resumed run sees exactly the batches the uninterrupted run would have seen, with no
+  data-loader state to save.
+* **Everything else lives in the checkpoint**: weights, AdamW moments, the RNG state (for
+  dropout) and the metric history. On CPU a run interrupted and resumed logs bit-for-bit
+  the losses of an uninterrupted one (tested).
+* **A NaN or inf loss stops the run** with a message, without overwriting the last good
+  checkpoint.
+* **On CUDA**: bf16 autocast, `torch.compile`, fused AdamW and the whole dataset on the
+  GPU; losses are read back only every `log_interval` steps so the GPU never waits on
+  Python.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from course.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
+from course.errors import ConfigError, TrainingDiverged
+
+HISTORY_NAME = "history.json"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. Sizes of the model live in `GPTConfig`, not here."""
+
+    max_steps: int = 300
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 30
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float | None = 1.0
+    eval_interval: int = 100
+    eval_batches: int = 8
+    checkpoint_interval: int | None = None  # None: at every evaluation
+    log_interval: int | None = None  # None: 1 on CPU, 10 on CUDA
+    device: str = "auto"
+    dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
+    compile: bool | None = None  # None: on for CUDA
+    doc_mask: bool = False  # attend only within a document (packed-document mask)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"TrainConfig.lr must be a positive number, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"TrainConfig.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+        self.betas = tuple(self.betas)  # JSON round trips give lists
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks cuda > mps > cpu; an explicit device must exist."""
+    name = (name or "auto").lower()
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    kind = name.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda (or cuda:N) or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but no CUDA GPU is visible; use --device auto or cpu")
+    if kind == "mps" and not has_mps:
+        raise ConfigError("device 'mps' was requested but Apple's MPS backend is not available; use --device auto or cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, *, lr: float, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1) -> float:
+    """Learning rate at `step` (0-based): linear warmup, then cosine decay to `min_lr_ratio·lr`.
+
+    Warmup ramps from lr/warmup_steps at step 0 to lr at step warmup_steps-1, so the
+    first update is already non-zero. After `max_steps` the rate stays at the floor.
+    """
+    min_lr = lr * min_lr_ratio
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if step >= max_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices (linear and embedding weights); never biases or LayerNorm gains.
+
+    Decaying a LayerNorm gain pulls it towards 0 and fights the normalisation; biases
+    have no scale to control. Tied weights are one Parameter, so they appear once.
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with decay / no-decay groups; the fused kernel on CUDA."""
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(
+        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, fused=fused or None
+    )
+
+
+def batch_indices(step: int, n_blocks: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Indices of the blocks in the batch at `step`: a fresh permutation each epoch.
+
+    A pure function of its arguments, which is what makes resume exact.
+    """
+    per_epoch = n_blocks // batch_size
+    if per_epoch < 1:
+        raise ConfigError(
+            f"batch_size {batch_size} is larger than the {n_blocks} training blocks; "
+            "use a smaller batch size or block size, or a larger corpus"
+        )
+    epoch, k = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n_blocks, generator=g)
+    return perm[k * batch_size : (k + 1) * batch_size]
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.dtype == "float32":
+        return None
+    if cfg.dtype == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    final_train_loss: float = float("nan")
+    final_val_loss: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+def _as_tensors(blocks: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Accept a PackedBlocks-like object (input_ids, labels, doc_ids) or a bare tensor."""
+    if torch.is_tensor(blocks):
+        return blocks, blocks, None
+    return blocks.input_ids, blocks.labels, getattr(blocks, "doc_ids", None)
+
+
+def train(
+    model: torch.nn.Module,
+    train_blocks: Any,
+    val_blocks: Any | None,
+    cfg: TrainConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    extra_state: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train `model` on packed blocks; evaluate, log, checkpoint; return the history.
+
+    `train_blocks` / `val_blocks`: PackedBlocks (or anything with `input_ids`, `labels`,
+    `doc_ids` tensors of shape (N, T)). `callback(record)` is called at every log and
+    evaluation (the live plot uses it). `stop_after` ends the run early at that step with
+    a checkpoint, as an interruption would (the schedule still targets `max_steps`).
+    `extra_state` is stored in every checkpoint (e.g. configs).
+    """
+    from tqdm.auto import tqdm
+
+    from course.evaluate import evaluate_nll
+
+    device = resolve_device(cfg.device)
+    x_all, y_all, d_all = _as_tensors(train_blocks)
+    n_blocks, T = x_all.shape
+    batch_indices(0, n_blocks, cfg.batch_size, cfg.seed)  # validates sizes early
+    block_limit = getattr(getattr(model, "config", None), "block_size", T)
+    if T > block_limit:
+        raise ConfigError(f"blocks are {T} tokens long but the model's block_size is {block_limit}")
+
+    model.to(device)
+    # The whole (small) dataset lives on the device: no loader, no host-to-device copies.
+    x_all, y_all = x_all.to(device), y_all.to(device)
+    d_all = d_all.to(device) if (cfg.doc_mask and d_all is not None) else None
+    optimizer = make_optimizer(model, cfg, device)
+    amp = autocast_dtype(cfg, device)
+    use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    fwd = torch.compile(model) if use_compile else model
+    log_every = cfg.log_interval or (10 if device.type == "cuda" else 1)
+    ckpt_every = cfg.checkpoint_interval or cfg.eval_interval
+    out = Path(out_dir) if out_dir is not None else None
+
+    result = TrainResult()
+    start = 0
+    if resume:
+        if out is None or not (out / CHECKPOINT_NAME).is_file():
+            raise ConfigError(
+                f"cannot resume: no {CHECKPOINT_NAME} in {out}. Start without --resume, "
+                "or point --out at the run directory to continue."
+            )
+        info = load_checkpoint(out / CHECKPOINT_NAME, model, optimizer)
+        start = info["step"]
+        saved = info["extra"].get("train", {})
+        result.history = saved.get("history", [])
+        result.tokens = saved.get("tokens", 0)
+        result.train_seconds = saved.get("train_seconds", 0.0)
+    else:
+        torch.manual_seed(cfg.seed)
+
+    def evaluate_now() -> float | None:
+        if val_blocks is None:
+            return None
+        xv, yv, dv = _as_tensors(val_blocks)
+        n = min(len(xv), cfg.eval_batches * cfg.batch_size)
+        res = evaluate_nll(
+            model, xv[:n], yv[:n], doc_ids=(dv[:n] if (cfg.doc_mask and dv is not None) else None),
+            batch_size=cfg.batch_size, device=device, autocast=amp,
+        )
+        return res.mean_nll
+
+    # Wall time spent training, excluding evaluation and checkpointing.
+    seconds_before = result.train_seconds
+    t_start = time.perf_counter()
+    excluded = 0.0
+
+    def train_seconds() -> float:
+        return seconds_before + time.perf_counter() - t_start - excluded
+
+    def checkpoint(step: int) -> None:
+        if out is None:
+            return
+        state = {
+            "history": result.history, "tokens": result.tokens,
+            "train_seconds": train_seconds(), "train_config": asdict(cfg),
+        }
+        save_checkpoint(out / CHECKPOINT_NAME, model, optimizer, step=step,
+                        extra={"train": state, **(extra_state or {})})
+        atomic_write_text(out / HISTORY_NAME, json.dumps(result.history, indent=1))
+
+    end = cfg.max_steps if stop_after is None else min(cfg.max_steps, stop_after)
+    bar = tqdm(total=cfg.max_steps, initial=start, disable=not progress, desc="train", unit="step")
+    loss_acc = torch.zeros((), device=device)
+    acc_steps = 0
+    model.train()
+    try:
+        for step in range(start, end):
+            lr = lr_at(step, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                       max_steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = batch_indices(step, n_blocks, cfg.batch_size, cfg.seed).to(device)
+            micro = idx.chunk(cfg.grad_accum)
+            for mi in micro:
+                kwargs = {"doc_ids": d_all[mi]} if d_all is not None else {}
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    _, loss = fwd(x_all[mi], y_all[mi], **kwargs)
+                (loss * (len(mi) / len(idx))).backward()
+                loss_acc += loss.detach() * (len(mi) / len(idx))
+            acc_steps += 1
+            grad_norm = None
+            if cfg.grad_clip:
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.tokens += idx.numel() * T
+            done = step + 1
+
+            is_eval = done % cfg.eval_interval == 0 or done == cfg.max_steps
+            if done % log_every == 0 or is_eval or done == end:
+                mean_loss = (loss_acc / acc_steps).item()
+                loss_acc.zero_()
+                acc_steps = 0
+                if not math.isfinite(mean_loss):
+                    where = (f"the last good checkpoint is kept in {out / CHECKPOINT_NAME}"
+                             if out is not None and (out / CHECKPOINT_NAME).exists() else "no checkpoint was written")
+                    raise TrainingDiverged(
+                        f"training loss became {mean_loss} at step {done} (lr {lr:.3g}); {where}. "
+                        "Lower the learning rate, keep gradient clipping on, or use float32."
+                    )
+                record: dict[str, Any] = {"step": done, "train_loss": mean_loss, "lr": lr,
+                                          "tokens": result.tokens}
+                if grad_norm is not None:
+                    record["grad_norm"] = float(grad_norm)
+                if is_eval:
+                    te = time.perf_counter()
+                    val = evaluate_now()
+                    model.train()
+                    excluded += time.perf_counter() - te
+                    if val is not None:
+                        record["val_loss"] = val
+                result.history.append(record)
+                bar.set_postfix(loss=f"{mean_loss:.3f}", **({"val": f"{record['val_loss']:.3f}"} if "val_loss" in record else {}))
+                if callback is not None:
+                    callback(record)
+            bar.update(1)
+            if out is not None and (done % ckpt_every == 0 or done == end):
+                tc = time.perf_counter()
+                checkpoint(done)
+                excluded += time.perf_counter() - tc
+    finally:
+        # An interruption keeps the last periodic checkpoint: saving mid-step could
+        # record a half-applied update.
+        bar.close()
+    result.train_seconds = train_seconds()
+    result.steps = end
+    losses = [r["train_loss"] for r in result.history]
+    result.final_train_loss = losses[-1] if losses else float("nan")
+    vals = [r["val_loss"] for r in result.history if "val_loss" in r]
+    result.final_val_loss = vals[-1] if vals else None
+    model.eval()
+    return result

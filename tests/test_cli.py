@@ -1,0 +1,125 @@
+"""The `course` command end to end: run, evaluate, sample, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from course.cli import main
+
+RUN_ARGS = ["run", "--corpus", "synthetic", "--tokenizer", "char", "--preset", "tiny",
+            "--max-steps", "40", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main([*RUN_ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def test_run_writes_a_complete_run_directory(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"tokenizer.json", "config.json", "model.safetensors", "metrics.json", "samples.txt",
+            "checkpoint.safetensors", "history.json"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["steps"] == 40 and m["tokens_seen"] == 40 * 32 * 64
+    assert math.isfinite(m["val_perplexity"]) and m["val_perplexity"] == pytest.approx(math.exp(m["val_loss"]))
+    # 40 steps on a Markov source: better than a uniform guess over the vocabulary,
+    # and never better than the source's own entropy floor.
+    assert m["val_loss"] < math.log(m["vocab_size"]) - 0.1
+    assert m["val_bits_per_byte"] > m["entropy_floor_bits_per_byte"] * 0.98
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["preset"] == "tiny" and cfg["model"]["block_size"] == 64
+    assert (run_dir / "samples.txt").read_text().strip()
+
+
+def test_evaluate_reports_perplexity_as_json(run_dir, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog " * 8)
+    assert main(["evaluate", str(run_dir), "--text", str(text), "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tokens"] == len(text.read_text()) - 1  # char tokenizer: one token per char
+    assert out["perplexity"] == pytest.approx(math.exp(out["nll"]))
+    assert out["bytes"] == out["tokens"]
+
+
+def test_sample_is_seeded(run_dir, capsys):
+    args = ["sample", str(run_dir), "--prompt", "the ", "--max-new-tokens", "30", "--seed", "3",
+            "--device", "cpu"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first
+    assert first.startswith("the ") and len(first.strip()) > 10
+
+
+def test_resume_via_the_cli_continues_to_the_new_step_count(run_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    assert main([*RUN_ARGS, "--out", str(copy), "--resume", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out.split("\nsample")[0])
+    assert m["steps"] == 40  # already finished: resuming changes nothing
+    assert m["val_loss"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["val_loss"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--corpus", "/no/such/corpus.txt"], "does not exist"),
+        (["run", "--device", "tpu"], "unknown device 'tpu'"),
+        (["run", "--max-steps", "0"], "--max-steps must be >= 1"),
+        (["evaluate", "/no/such/run", "--text", "x.txt"], "does not exist"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_status_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_non_utf8_corpus_is_rejected(tmp_path, capsys):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 au lait\n\nencore du caf\xe9\n".encode("latin-1"))
+    assert main(["run", "--corpus", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert "UTF-8" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_block_size_larger_than_the_corpus_is_rejected(tmp_path, capsys):
+    small = tmp_path / "small.txt"
+    small.write_text("a tiny corpus.\n\nwith two paragraphs.\n")
+    assert main(["run", "--corpus", str(small), "--tokenizer", "char", "--preset", "tiny",
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "block_size" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_corrupted_weights_are_reported(run_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "model.safetensors").write_bytes(b"\x00" * 64)
+    text = tmp_path / "t.txt"
+    text.write_text("hello there")
+    assert main(["evaluate", str(copy), "--text", str(text)]) == 2
+    assert "corrupted" in capsys.readouterr().err
+
+
+def test_console_script_help_lists_the_subcommands():
+    out = subprocess.run([sys.executable, "-m", "course.cli", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for cmd in ("run", "evaluate", "sample", "export", "lessons", "solutions", "grade"):
+        assert cmd in out
