@@ -28,6 +28,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.corpus, args.tokenizer, args.preset, max_steps=args.max_steps, device=args.device,
         out_dir=args.out, seed=args.seed, resume=args.resume, progress=not args.no_progress,
     )
+    if "rank" in metrics:  # a non-zero rank under torchrun: rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(metrics, indent=1))
     else:
@@ -162,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint (if any) is kept in the run directory", file=sys.stderr)
         return 130
+    finally:
+        from course.distributed import shutdown
+
+        shutdown()
 
 
 if __name__ == "__main__":

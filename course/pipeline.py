@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from course import __version__
+from course import __version__, distributed
 from course.checkpoint import WEIGHTS_NAME, atomic_write_text, load_weights, save_weights
 from course.errors import CheckpointError, ConfigError
 from course.presets import Preset, default_preset_name, get_preset
@@ -91,6 +91,7 @@ def run_pipeline(
             raise ConfigError(f"--max-steps must be >= 1, got {max_steps}")
         p = p.with_overrides(max_steps=max_steps)
     dev = resolve_device(device)  # fail on a bad device before any slow work
+    ctx = distributed.init_from_env()  # under torchrun: join the process group
     torch.manual_seed(seed)
 
     # 1. corpus
@@ -112,17 +113,23 @@ def run_pipeline(
     model = GPT(mcfg)
     tcfg = train_config_from_preset(p, device=str(dev), seed=seed)
     out = Path(out_dir) if out_dir is not None else default_out_dir(corpus, tokenizer, preset_name)
-    out.mkdir(parents=True, exist_ok=True)
-    tok.save(out)
+    out = Path(distributed.broadcast_object(str(out), ctx))  # one run directory for all ranks
     config = {
         "course_version": __version__, "preset": preset_name, "tokenizer": tokenizer,
         "corpus": {"name": corp.name, "source": corp.source, "train_docs": len(corp.train),
                    "val_docs": len(corp.val)},
-        "model": mcfg.to_dict(), "train": asdict(tcfg),
+        "model": mcfg.to_dict(), "train": asdict(tcfg), "world_size": ctx.world_size,
     }
-    atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=1))
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        tok.save(out)
+        atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=1))
+    distributed.barrier(ctx)
     result = train(model, train_blocks, val_blocks, tcfg, out_dir=out, resume=resume,
                    callback=callback, progress=progress, extra_state={"config": config})
+    if not ctx.is_main:  # rank 0 evaluates, samples and writes the results
+        return {"rank": ctx.rank, "steps": result.steps, "train_loss": result.final_train_loss,
+                "run_dir": str(out)}
     save_weights(model, out / WEIGHTS_NAME)
 
     # 5. evaluation on the whole validation split
@@ -139,7 +146,7 @@ def run_pipeline(
         "tokens_per_s": round(result.tokens_per_s, 1), "train_loss": result.final_train_loss,
         "val_loss": ev.mean_nll, "val_perplexity": ev.perplexity, "val_bits_per_byte": ev.bits_per_byte,
         "val_tokens": ev.n_tokens, "device": str(dev), "preset": preset_name, "tokenizer": tokenizer,
-        "corpus": corp.name, "run_dir": str(out),
+        "corpus": corp.name, "run_dir": str(out), "world_size": ctx.world_size,
     }
     if getattr(corp, "meta", {}).get("entropy_rate") is not None:
         # the synthetic corpus's floor, in bits per byte (its text is ASCII: byte == char)

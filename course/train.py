@@ -11,6 +11,9 @@ Design choices a seasoned reader will look for:
   the losses of an uninterrupted one (tested).
 * **A NaN or inf loss stops the run** with a message, without overwriting the last good
   checkpoint.
+* **Data parallel under `torchrun`** (see `course.distributed`): each process takes its
+  slice of the same global batch and DDP averages gradients, so the loss curve matches a
+  single process with that batch; only rank 0 logs and writes checkpoints.
 * **On CUDA**: bf16 autocast, `torch.compile`, fused AdamW and the whole dataset on the
   GPU; losses are read back only every `log_interval` steps so the GPU never waits on
   Python.
@@ -18,6 +21,7 @@ Design choices a seasoned reader will look for:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -28,6 +32,7 @@ from typing import Any
 
 import torch
 
+from course import distributed
 from course.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
 from course.errors import ConfigError, TrainingDiverged
 
@@ -202,10 +207,11 @@ def train(
 
     from course.evaluate import evaluate_nll
 
-    device = resolve_device(cfg.device)
+    ctx = distributed.context()
+    device = distributed.rank_device(resolve_device(cfg.device), ctx)
     x_all, y_all, d_all = _as_tensors(train_blocks)
     n_blocks, T = x_all.shape
-    batch_indices(0, n_blocks, cfg.batch_size, cfg.seed)  # validates sizes early
+    distributed.local_slice(batch_indices(0, n_blocks, cfg.batch_size, cfg.seed), ctx)  # validates sizes early
     block_limit = getattr(getattr(model, "config", None), "block_size", T)
     if T > block_limit:
         raise ConfigError(f"blocks are {T} tokens long but the model's block_size is {block_limit}")
@@ -217,7 +223,12 @@ def train(
     optimizer = make_optimizer(model, cfg, device)
     amp = autocast_dtype(cfg, device)
     use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
-    fwd = torch.compile(model) if use_compile else model
+    wrapped = model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    fwd = torch.compile(wrapped) if use_compile else wrapped
     log_every = cfg.log_interval or (10 if device.type == "cuda" else 1)
     ckpt_every = cfg.checkpoint_interval or cfg.eval_interval
     out = Path(out_dir) if out_dir is not None else None
@@ -259,7 +270,7 @@ def train(
         return seconds_before + time.perf_counter() - t_start - excluded
 
     def checkpoint(step: int) -> None:
-        if out is None:
+        if out is None or not ctx.is_main:
             return
         state = {
             "history": result.history, "tokens": result.tokens,
@@ -270,7 +281,8 @@ def train(
         atomic_write_text(out / HISTORY_NAME, json.dumps(result.history, indent=1))
 
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, stop_after)
-    bar = tqdm(total=cfg.max_steps, initial=start, disable=not progress, desc="train", unit="step")
+    bar = tqdm(total=cfg.max_steps, initial=start, disable=not (progress and ctx.is_main),
+               desc="train", unit="step")
     loss_acc = torch.zeros((), device=device)
     acc_steps = 0
     model.train()
@@ -280,14 +292,18 @@ def train(
                        max_steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            idx = batch_indices(step, n_blocks, cfg.batch_size, cfg.seed).to(device)
-            micro = idx.chunk(cfg.grad_accum)
-            for mi in micro:
+            idx = batch_indices(step, n_blocks, cfg.batch_size, cfg.seed)
+            mine = distributed.local_slice(idx, ctx).to(device)
+            micro = mine.chunk(cfg.grad_accum)
+            for i, mi in enumerate(micro):
                 kwargs = {"doc_ids": d_all[mi]} if d_all is not None else {}
-                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    _, loss = fwd(x_all[mi], y_all[mi], **kwargs)
-                (loss * (len(mi) / len(idx))).backward()
-                loss_acc += loss.detach() * (len(mi) / len(idx))
+                # DDP all-reduces gradients on the last micro-batch only
+                sync = contextlib.nullcontext() if (not ctx.enabled or i == len(micro) - 1) else wrapped.no_sync()
+                with sync:
+                    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                        _, loss = fwd(x_all[mi], y_all[mi], **kwargs)
+                    (loss * (len(mi) / len(mine))).backward()
+                loss_acc += loss.detach() * (len(mi) / len(mine))
             acc_steps += 1
             grad_norm = None
             if cfg.grad_clip:
@@ -299,7 +315,7 @@ def train(
 
             is_eval = done % cfg.eval_interval == 0 or done == cfg.max_steps
             if done % log_every == 0 or is_eval or done == end:
-                mean_loss = (loss_acc / acc_steps).item()
+                mean_loss = distributed.mean_across(loss_acc / acc_steps, ctx).item()
                 loss_acc.zero_()
                 acc_steps = 0
                 if not math.isfinite(mean_loss):
@@ -322,7 +338,7 @@ def train(
                         record["val_loss"] = val
                 result.history.append(record)
                 bar.set_postfix(loss=f"{mean_loss:.3f}", **({"val": f"{record['val_loss']:.3f}"} if "val_loss" in record else {}))
-                if callback is not None:
+                if callback is not None and ctx.is_main:
                     callback(record)
             bar.update(1)
             if out is not None and (done % ckpt_every == 0 or done == end):
