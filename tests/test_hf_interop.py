@@ -1,0 +1,104 @@
+"""`course export` → a directory the Hugging Face Auto classes load offline, with our numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from course.cli import main
+
+RUN_ARGS = ["run", "--corpus", "synthetic", "--tokenizer", "bpe", "--preset", "tiny",
+            "--max-steps", "30", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    assert main([*RUN_ARGS, "--out", str(run)]) == 0
+    dest = tmp_path_factory.mktemp("hf")
+    assert main(["export", str(run), "--to", str(dest)]) == 0
+    return run, dest
+
+
+@pytest.fixture(scope="module")
+def hf(exported):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, dest = exported
+    tok = AutoTokenizer.from_pretrained(dest, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(dest, local_files_only=True).eval()
+    return tok, model
+
+
+def text_in_one_context(tok, block_size: int) -> str:
+    from course.data import load_corpus
+
+    doc = load_corpus("synthetic", seed=0).val[0]
+    words = doc.split(" ")
+    text = ""
+    for w in words:  # the longest prefix that fits in one context
+        cand = (text + " " + w) if text else w
+        if len(tok(cand)["input_ids"]) > block_size:
+            break
+        text = cand
+    return text
+
+
+@pytest.mark.slow
+def test_course_evaluate_reports_the_perplexity_transformers_computes(exported, hf, tmp_path, capsys):
+    run, _ = exported
+    tok, model = hf
+    block = json.loads((run / "config.json").read_text())["model"]["block_size"]
+    text = text_in_one_context(tok, block)
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    assert block // 2 < ids.shape[1] <= block
+    with torch.no_grad():
+        theirs = math.exp(model(ids, labels=ids).loss.item())
+    f = tmp_path / "one_context.txt"
+    f.write_text(text, encoding="utf-8")
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--text", str(f), "--json", "--device", "cpu"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert ours["tokens"] == ids.shape[1] - 1
+    assert abs(ours["perplexity"] - theirs) / theirs < 1e-3
+    assert ours["perplexity"] < math.exp(math.log(tok.vocab_size)) * 0.8, "the run must have learned something"
+
+
+@pytest.mark.slow
+def test_exported_logits_and_tokens_match_ours(exported, hf):
+    from course.pipeline import load_run
+
+    run, _ = exported
+    tok, model = hf
+    ours_model, ours_tok, _ = load_run(run, "cpu")
+    text = "the cat sat on the mat; 12 ünïcödé → ok"
+    assert tok(text)["input_ids"] == ours_tok.encode(text)
+    ids = torch.tensor([ours_tok.encode(text)])
+    with torch.no_grad():
+        theirs = model(ids).logits
+        ours, _ = ours_model(ids)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_text_generation_pipeline_runs_on_the_export(exported, hf):
+    from transformers import pipeline
+
+    from course.pipeline import load_run
+    from course.sample import generate
+
+    run, dest = exported
+    gen = pipeline("text-generation", model=str(dest), tokenizer=str(dest), device="cpu")
+    out = gen("abc ab", max_new_tokens=12, do_sample=False)[0]["generated_text"]
+    assert out.startswith("abc ab") and len(out) > len("abc ab")
+    # greedy decoding through transformers equals ours
+    model, tok, _ = load_run(run, "cpu")
+    prompt = torch.tensor([tok.encode("abc ab")])
+    ours = generate(model, prompt, 12, greedy=True)[0].tolist()
+    hf_tok, hf_model = hf
+    theirs = hf_model.generate(prompt, max_new_tokens=12, do_sample=False,
+                               pad_token_id=hf_tok.eos_token_id)[0].tolist()
+    assert ours == theirs
