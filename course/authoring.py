@@ -295,6 +295,9 @@ def execute_solutions(names: Sequence[str] | None = None, solutions_dir: str | P
         info = nb.metadata.get("language_info")
         if isinstance(info, dict):
             info.pop("version", None)
+        # Saved widget state carries random model ids (new bytes on every run) and is
+        # only useful for static renderers; a live kernel rebuilds the widgets anyway.
+        nb.metadata.pop("widgets", None)
         _atomic_write(path, notebook_text(nb).encode("utf-8"))
         done.append(path)
     return done
@@ -396,6 +399,13 @@ def add_cli(subparsers: Any) -> None:
     check = lsub.add_parser("check", help="exit 1 if lessons/ is not what solutions/ generates")
     dirs(check)
     check.set_defaults(func=_cmd_lessons_check)
+    retarget = lsub.add_parser(
+        "retarget", help="point every solution's Colab install line at a repository (for forks)")
+    retarget.add_argument("--repository", default=None,
+                          help="GitHub owner/name (default: course.launch.REPOSITORY)")
+    retarget.add_argument("--branch", default=None, help="branch (default: course.launch.BRANCH)")
+    dirs(retarget, lessons=False)
+    retarget.set_defaults(func=_cmd_lessons_retarget)
 
     solutions = subparsers.add_parser("solutions", help="re-execute solution notebooks in place")
     ssub = solutions.add_subparsers(dest="solutions_command", metavar="ACTION")
@@ -432,6 +442,34 @@ def _cmd_lessons_check(args: argparse.Namespace) -> int:
     print(f"\n{len(problems)} lesson(s) out of sync with {args.solutions_dir}; run "
           "`course lessons build` and commit the result (never edit lessons by hand)")
     return 1
+
+
+def retarget_solutions(solutions_dir: str | Path = "solutions", repository: str | None = None,
+                       branch: str | None = None) -> list[Path]:
+    """Rewrite the Colab install line of every solution's first code cell; return changed files."""
+    from course import launch
+
+    repository, branch = repository or launch.REPOSITORY, branch or launch.BRANCH
+    changed = []
+    for path in solution_files(solutions_dir):
+        nb = read_notebook(path)
+        first = next((c for c in nb.cells if c.cell_type == "code"), None)
+        if first is None:
+            continue
+        new = launch.retarget_source(first.source, repository, branch)
+        if new != first.source:
+            first.source = new
+            _atomic_write(path, notebook_text(nb).encode("utf-8"))
+            changed.append(path)
+    return changed
+
+
+def _cmd_lessons_retarget(args: argparse.Namespace) -> int:
+    changed = retarget_solutions(args.solutions_dir, args.repository, args.branch)
+    for path in changed:
+        print(f"retargeted {path}")
+    print(f"{len(changed)} solution(s) changed; now run `course lessons build`")
+    return 0
 
 
 def _cmd_solutions_execute(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import numpy as np
 import pytest
@@ -100,11 +99,8 @@ def test_same_seed_same_source_different_seed_different_source():
     assert "bits/char" in repr(a)
 
 
-def test_default_corpus_is_fast_ascii_and_carries_its_floor():
-    t0 = time.perf_counter()
+def test_default_corpus_is_ascii_and_carries_its_floor():
     corpus = synthetic_corpus()
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 3.0  # about 0.3 s here; generous for slow CI machines
     assert 500_000 <= corpus.num_chars <= 1_000_000
     assert len(corpus.val) >= 1 and len(corpus.train) > len(corpus.val)
     text = corpus.text("train") + corpus.text("val")

@@ -17,10 +17,11 @@ Torch is imported lazily: `from course import checks as check` must stay instant
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 __all__ = [
@@ -389,3 +390,20 @@ def square(fn: Callable[[float], float]) -> int:
                 else "the square of x is x * x (or x ** 2)")
         expect_equal("square", desc, x * x, got, hint=hint)
     return len(cases)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run a check's PyTorch code on one CPU thread, then restore the learner's setting.
+
+    A check's tensors are tiny, so a second thread brings only synchronisation; on a busy
+    shared machine (Binder, a CI runner) waiting for it makes a 50 ms check take seconds.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

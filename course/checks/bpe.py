@@ -17,6 +17,7 @@ Conventions shared with the lesson (and with `course.tokenizer.bpe`):
 
 from __future__ import annotations
 
+import copy
 import functools
 import random
 from collections.abc import Callable, Sequence
@@ -150,16 +151,61 @@ def _ids_list(name: str, desc: str, got: Any, what: str) -> list[int]:
     return got
 
 
-def _first_matching(got: Any, variants: Sequence[tuple[Callable[..., Any], str]],
-                    *args: Any) -> str | None:
-    """The hint of the first wrong variant whose output on `args` equals `got`, else None."""
-    for wrong, hint in variants:
+def _reproduces(wrong: Callable[..., Any], seen: Sequence[tuple[tuple[Any, ...], Any]]) -> bool:
+    """Does the wrong implementation `wrong` give every answer the learner gave?"""
+    try:
+        return all(wrong(*case) == got for case, got in seen)
+    except Exception:  # the variant does not apply to one of the inputs
+        return False
+
+
+def _run_cases(
+    name: str,
+    fn: Callable[..., Any],
+    cases: Sequence[tuple[Any, ...]],
+    *,
+    describe: Callable[..., str],
+    reference: Callable[..., Any],
+    accept: Callable[[str, tuple[Any, ...], tuple[Any, ...], Any], Any],
+    mistakes: Sequence[tuple[Callable[..., Any], str]],
+    explain: Callable[[tuple[Any, ...], str, Any, Any, str | None], None],
+    on_crash: Callable[[CheckFailed], CheckFailed] | None = None,
+) -> int:
+    """Run the learner's `fn` on every case; fail with an explanation on the first wrong one.
+
+    `accept(desc, case, args, got)` validates and normalises an answer (`args` are the
+    copies the learner received, to detect mutation). On a wrong answer, the remaining
+    cases still run, so that the hint can come from the first of `mistakes` (typical wrong
+    implementations) reproducing *all* the learner's answers: one wrong case alone often
+    matches several mistakes. `explain(case, desc, expected, got, hint)` raises.
+    """
+    seen: list[tuple[tuple[Any, ...], Any]] = []
+    failure: tuple[tuple[Any, ...], str, Any, Any] | None = None
+    for case in cases:
+        desc = describe(*case)
+        args = copy.deepcopy(case)
         try:
-            if wrong(*args) == got:
-                return hint
-        except Exception:  # a variant that does not apply to this input
-            continue
-    return None
+            got = call(name, fn, *args, inputs_desc=desc)
+        except CheckFailed as e:
+            if failure is not None:
+                break  # report the earlier wrong answer, not this crash
+            raise (on_crash(e) if on_crash else e) from None
+        try:
+            got = accept(desc, case, args, got)
+        except CheckFailed:
+            if failure is not None:
+                break
+            raise
+        seen.append((case, got))
+        if failure is None:
+            expected = reference(*case)
+            if got != expected:
+                failure = (case, desc, expected, got)
+    if failure is None:
+        return len(cases)
+    hint = next((h for wrong, h in mistakes if _reproduces(wrong, seen)), None)
+    explain(*failure, hint)
+    raise AssertionError("unreachable: explain() must raise")  # pragma: no cover
 
 
 def _check_unchanged(name: str, desc: str, before: list[int], after: Sequence[int]) -> None:
@@ -181,20 +227,20 @@ def _pair_count_cases() -> list[list[int]]:
     return cases
 
 
-def _counts_without_last(ids: list[int]) -> dict[Pair, int] | None:
-    return _ref_pair_counts(ids[:-1]) if len(ids) > 1 else None
+def _counts_without_last(ids: list[int]) -> dict[Pair, int]:
+    return _ref_pair_counts(ids[:-1])
 
 
-def _counts_wrapped(ids: list[int]) -> dict[Pair, int] | None:
-    return _ref_pair_counts([*ids, ids[0]]) if len(ids) > 1 else None
+def _counts_wrapped(ids: list[int]) -> dict[Pair, int]:
+    return _ref_pair_counts([*ids, ids[0]]) if ids else {}
 
 
 def _counts_once(ids: list[int]) -> dict[Pair, int]:
     return dict.fromkeys(_ref_pair_counts(ids), 1)
 
 
-def _counts_without_first(ids: list[int]) -> dict[Pair, int] | None:
-    return _ref_pair_counts(ids[1:]) if len(ids) > 1 else None
+def _counts_without_first(ids: list[int]) -> dict[Pair, int]:
+    return _ref_pair_counts(ids[1:])
 
 
 _PAIR_COUNT_MISTAKES = [
@@ -212,28 +258,28 @@ _PAIR_COUNT_MISTAKES = [
 def get_pair_counts(fn: Callable[[list[int]], dict[Pair, int]]) -> int:
     """`fn(ids)` → {(ids[i], ids[i+1]): number of positions i with that pair}."""
     name = "get_pair_counts"
-    cases = _pair_count_cases()
-    for ids in cases:
-        desc = f"ids={show(ids)}"
-        arg = list(ids)
-        got = call(name, fn, arg, inputs_desc=desc)
-        _check_unchanged(name, desc, ids, arg)
+
+    def accept(desc: str, case: tuple[list[int]], args: tuple[list[int]], got: Any) -> dict:
+        _check_unchanged(name, desc, case[0], args[0])
         expect_type(name, desc, dict, got,
                     hint="return a dict (or collections.Counter) mapping (a, b) tuples to counts")
-        expected = _ref_pair_counts(ids)
         bad_key = next((k for k in got if not (isinstance(k, tuple) and len(k) == 2)), None)
         if bad_key is not None:
             raise CheckFailed(name, f"on input {desc} — key {show(bad_key)} is not a pair",
                               hint="use the tuple (ids[i], ids[i + 1]) as the key")
-        if dict(got) == expected:
-            continue
-        hint = _first_matching(dict(got), _PAIR_COUNT_MISTAKES, ids)
+        return dict(got)
+
+    def explain(case: tuple[list[int]], desc: str, expected: dict, got: dict,
+                hint: str | None) -> None:
         if hint is None and any(k not in expected for k in got):
             hint = "count only neighbours: the pairs (ids[i], ids[i + 1])"
-        expect_equal(name, desc, expected, dict(got),
+        expect_equal(name, desc, expected, got,
                      hint=hint or "for every i from 0 to len(ids) - 2, add 1 to the count of "
                                   "(ids[i], ids[i + 1])")
-    return len(cases)
+
+    return _run_cases(name, fn, [(ids,) for ids in _pair_count_cases()],
+                      describe=lambda ids: f"ids={show(ids)}", reference=_ref_pair_counts,
+                      accept=accept, mistakes=_PAIR_COUNT_MISTAKES, explain=explain)
 
 
 # ------------------------------------------------------------------------------ merge
@@ -342,21 +388,22 @@ def _merge_cases() -> list[tuple[list[int], Pair, int]]:
 def merge(fn: Callable[[list[int], Pair, int], list[int]]) -> int:
     """`fn(ids, pair, new_id)` replaces every non-overlapping occurrence, left to right."""
     name = "merge"
-    cases = _merge_cases()
-    for ids, pair, new_id in cases:
-        desc = f"ids={show(ids)}, pair={pair}, new_id={new_id}"
-        arg = list(ids)
-        got = call(name, fn, arg, pair, new_id, inputs_desc=desc)
-        _check_unchanged(name, desc, ids, arg)
-        got = _ids_list(name, desc, got, "the merged ids")
-        expected = _ref_merge(ids, pair, new_id)
-        if got == expected:
-            continue
-        hint = _first_matching(got, _MERGE_MISTAKES, ids, pair, new_id)
+
+    def accept(desc: str, case: tuple[Any, ...], args: tuple[Any, ...], got: Any) -> list[int]:
+        _check_unchanged(name, desc, case[0], args[0])
+        return _ids_list(name, desc, got, "the merged ids")
+
+    def explain(case: tuple[Any, ...], desc: str, expected: list[int], got: list[int],
+                hint: str | None) -> None:
         expect_equal(name, desc, expected, got,
                      hint=hint or "walk i from 0: if (ids[i], ids[i + 1]) is the pair, emit "
                                   "new_id and skip 2, else copy ids[i] and skip 1")
-    return len(cases)
+
+    return _run_cases(name, fn, _merge_cases(),
+                      describe=lambda ids, pair, new_id: f"ids={show(ids)}, pair={pair}, "
+                                                         f"new_id={new_id}",
+                      reference=_ref_merge, accept=accept, mistakes=_MERGE_MISTAKES,
+                      explain=explain)
 
 
 # -------------------------------------------------------------------------- train_bpe
@@ -406,14 +453,16 @@ def _train_cases() -> list[tuple[str, int]]:
 
 
 def _explain_train(name: str, desc: str, text: str, vocab_size: int,
-                   expected: Merges, got: Merges) -> None:
+                   expected: Merges, got: Merges, hint: str | None) -> None:
     """Raise CheckFailed describing the first wrong merge (the learner's state up to it
     was the reference's, so the reference's counts at that step apply)."""
     k = next((i for i, (e, g) in enumerate(zip(expected, got, strict=False)) if e != g), None)
     if k is None:
         detail = (f"expected {len(expected)} merges (vocab_size - 256, or fewer when no pair "
                   f"is left), got {len(got)}")
-        if len(expected) == vocab_size - 256:
+        if hint is not None:
+            pass
+        elif len(expected) == vocab_size - 256:
             hint = ("train exactly vocab_size - 256 merges: the vocabulary is the 256 bytes plus "
                     "one new id per merge")
         elif len(got) > len(expected):
@@ -430,10 +479,10 @@ def _explain_train(name: str, desc: str, text: str, vocab_size: int,
 
     def describe(p: Pair) -> str:
         parts = [repr(vocab[x]) if x in vocab else f"<id {x} does not exist yet>" for x in p]
-        return f"{p} = {parts[0]} + {parts[1]} ({counts.get(p, 0)} occurrences)"
+        n = counts.get(p, 0)
+        return f"{p} = {parts[0]} + {parts[1]} ({n} occurrence{'' if n == 1 else 's'})"
 
     detail = f"merge #{k} should be {describe(e)}, got {describe(g)}"
-    hint = _first_matching(got, _TIE_MISTAKES, text, vocab_size)
     if hint is None:
         if any(x not in vocab for x in g):
             hint = ("merge k creates id 256 + k (the first merge creates 256); after each merge, "
@@ -452,15 +501,17 @@ def _explain_train(name: str, desc: str, text: str, vocab_size: int,
 def train_bpe(fn: Callable[[str, int], Merges]) -> int:
     """`fn(text, vocab_size)` → the merges of the simple loop on raw UTF-8 bytes."""
     name = "train_bpe"
-    cases = _train_cases()
-    for text, vocab_size in cases:
-        desc = f"text={_short(text)}, vocab_size={vocab_size}"
-        got = call(name, fn, text, vocab_size, inputs_desc=desc)
-        got = _as_pair_list(name, desc, got)
-        expected = _ref_train(text, vocab_size)
-        if got != expected:
-            _explain_train(name, desc, text, vocab_size, expected, got)
-    return len(cases)
+
+    def explain(case: tuple[str, int], desc: str, expected: Merges, got: Merges,
+                hint: str | None) -> None:
+        _explain_train(name, desc, *case, expected, got, hint)
+
+    return _run_cases(name, fn, _train_cases(),
+                      describe=lambda text, vocab_size: f"text={_short(text)}, "
+                                                        f"vocab_size={vocab_size}",
+                      reference=_ref_train,
+                      accept=lambda desc, case, args, got: _as_pair_list(name, desc, got),
+                      mistakes=_TIE_MISTAKES, explain=explain)
 
 
 # ------------------------------------------------------------------------- bpe_encode
@@ -564,25 +615,33 @@ def _encode_cases() -> list[tuple[str, Merges]]:
     return cases
 
 
+def _describe_encode(text: str, merges: Merges) -> str:
+    shown = show(merges) if len(merges) <= 4 else f"<{len(merges)} merges>"
+    return f"text={_short(text)}, merges={shown}"
+
+
 @exercise("bpe_encode")
 def bpe_encode(fn: Callable[[str, Merges], list[int]]) -> int:
     """`fn(text, merges)` → ids: merges applied by rank (lowest first) until none applies."""
     name = "bpe_encode"
-    cases = _encode_cases()
-    for text, merges in cases:
-        shown = show(merges) if len(merges) <= 4 else f"<{len(merges)} merges>"
-        desc = f"text={_short(text)}, merges={shown}"
-        got = call(name, fn, text, list(merges), inputs_desc=desc)
-        got = _ids_list(name, desc, got, "the token ids")
-        expected = _ref_encode(text, merges)
-        if got == expected:
-            continue
-        hint = _first_matching(got, _ENCODE_MISTAKES, text, merges)
+
+    def explain(case: tuple[str, Merges], desc: str, expected: list[int], got: list[int],
+                hint: str | None) -> None:
+        text, merges = case
+        if hint is None and any(x < 256 and x not in text.encode() for x in got):
+            hint = ("your ids include a byte value that is not in the text: ids below 256 are "
+                    "the raw bytes, and merge number k creates id 256 + k")
+        elif hint is None and any(x >= 256 + len(merges) for x in got):
+            hint = f"no merge creates id {max(got)}: merge number k creates id 256 + k"
         expect_equal(name, desc, expected, got,
                      hint=hint or "loop: counts = get_pair_counts(ids); pair = the pair with the "
                                   "lowest rank among them; stop if it has no merge; else "
                                   "ids = merge(ids, pair, 256 + rank)")
-    return len(cases)
+
+    return _run_cases(name, fn, _encode_cases(), describe=_describe_encode,
+                      reference=_ref_encode,
+                      accept=lambda desc, case, args, got: _ids_list(name, desc, got, "the token ids"),
+                      mistakes=_ENCODE_MISTAKES, explain=explain)
 
 
 # ------------------------------------------------------------------------- bpe_decode
@@ -633,30 +692,35 @@ def _decode_cases() -> list[tuple[list[int], Merges]]:
     return cases
 
 
+def _describe_decode(ids: list[int], merges: Merges) -> str:
+    shown = show(merges) if len(merges) <= 3 else f"<{len(merges)} merges>"
+    return f"ids={show(ids)}, merges={shown}"
+
+
 @exercise("bpe_decode")
 def bpe_decode(fn: Callable[[list[int], Merges], str]) -> int:
     """`fn(ids, merges)` → the text: join every token's bytes, then decode UTF-8 once."""
     name = "bpe_decode"
-    cases = _decode_cases()
-    for ids, merges in cases:
-        shown = show(merges) if len(merges) <= 3 else f"<{len(merges)} merges>"
-        desc = f"ids={show(ids)}, merges={shown}"
-        try:
-            got = call(name, fn, list(ids), list(merges), inputs_desc=desc)
-        except CheckFailed as e:
-            if "UnicodeDecodeError" in e.detail:
-                raise CheckFailed(name, e.detail,
-                                  hint="these bytes are not complete UTF-8 (a token can hold half "
-                                       "a character); decode with errors='replace', which "
-                                       "writes U+FFFD '\ufffd' for a broken character") from None
-            raise
+
+    def on_crash(e: CheckFailed) -> CheckFailed:
+        if "UnicodeDecodeError" not in e.detail:
+            return e
+        return CheckFailed(name, e.detail,
+                           hint="these bytes are not complete UTF-8 (a token can hold half a "
+                                "character); decode with errors='replace', which writes "
+                                "U+FFFD '\ufffd' for a broken character")
+
+    def accept(desc: str, case: tuple[Any, ...], args: tuple[Any, ...], got: Any) -> str:
         expect_type(name, desc, str, got, hint="return the decoded text (a str), not bytes")
-        expected = _ref_decode(ids, merges)
-        if got == expected:
-            continue
-        hint = _first_matching(got, _DECODE_MISTAKES, ids, merges)
+        return got
+
+    def explain(case: tuple[Any, ...], desc: str, expected: str, got: str,
+                hint: str | None) -> None:
         expect_equal(name, desc, expected, got,
                      hint=hint or "build vocab (vocab[256 + k] = vocab[a] + vocab[b] for merge "
                                   "k = (a, b), in order), join vocab[i] for every id, decode "
                                   "with UTF-8 and errors='replace'")
-    return len(cases)
+
+    return _run_cases(name, fn, _decode_cases(), describe=_describe_decode,
+                      reference=_ref_decode, accept=accept, mistakes=_DECODE_MISTAKES,
+                      explain=explain, on_crash=on_crash)

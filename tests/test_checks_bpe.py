@@ -1,0 +1,402 @@
+"""The checks of lesson 02 (BPE): a correct solution passes, realistic wrong ones are
+rejected with the hint that names their mistake, a placeholder counts as not attempted.
+The check's references are also cross-checked against the package's `ByteBPETokenizer`."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from course import checks as check
+from course.checks import CheckFailed, NotAttempted
+from course.checks import bpe as bpe_checks
+from course.tokenizer import ByteBPETokenizer, count_pretokens, learn_merges, pretokenize
+
+
+def stub(*args):
+    raise NotImplementedError("Exercise: implement it")
+
+
+# ------------------------------------------------------------------ correct solutions
+
+
+def pair_counts_ok(ids):
+    counts = {}
+    for pair in zip(ids, ids[1:], strict=False):
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def pair_counts_counter(ids):
+    return Counter(zip(ids, ids[1:], strict=False))
+
+
+def merge_ok(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def train_ok(text, vocab_size):
+    ids = list(text.encode("utf-8"))
+    vocab = {i: bytes([i]) for i in range(256)}
+    merges = []
+    for new_id in range(256, vocab_size):
+        counts = pair_counts_ok(ids)
+        if not counts:
+            break
+        pair = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
+        ids = merge_ok(ids, pair, new_id)
+        vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
+        merges.append(pair)
+    return merges
+
+
+def encode_ok(text, merges):
+    rank = {pair: k for k, pair in enumerate(merges)}
+    ids = list(text.encode("utf-8"))
+    while len(ids) >= 2:
+        counts = pair_counts_ok(ids)
+        pair = min(counts, key=lambda p: rank.get(p, float("inf")))
+        if pair not in rank:
+            break
+        ids = merge_ok(ids, pair, 256 + rank[pair])
+    return ids
+
+
+def encode_in_merge_order(text, merges):
+    """Also correct (only slower): apply merge 0 everywhere, then merge 1, ..."""
+    ids = list(text.encode("utf-8"))
+    for k, pair in enumerate(merges):
+        ids = merge_ok(ids, pair, 256 + k)
+    return ids
+
+
+def decode_ok(ids, merges):
+    vocab = {i: bytes([i]) for i in range(256)}
+    for k, (a, b) in enumerate(merges):
+        vocab[256 + k] = vocab[a] + vocab[b]
+    return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize(("name", "fn", "n"), [
+    ("get_pair_counts", pair_counts_ok, 17),
+    ("get_pair_counts", pair_counts_counter, 17),
+    ("merge", merge_ok, 19),
+    ("train_bpe", train_ok, 11),
+    ("bpe_encode", encode_ok, 16),
+    ("bpe_encode", encode_in_merge_order, 16),
+    ("bpe_decode", decode_ok, 10),
+])
+def test_correct_solutions_pass_with_one_line(name, fn, n, capsys):
+    getattr(check, name)(fn)
+    assert capsys.readouterr().out == f"✓ {name}: {n} cases passed\n"
+
+
+@pytest.mark.parametrize("name", ["get_pair_counts", "merge", "train_bpe", "bpe_encode", "bpe_decode"])
+def test_placeholder_is_not_attempted(name):
+    with pytest.raises(NotAttempted, match=f"{name}: not attempted yet"):
+        getattr(check, name)(stub)
+
+
+def fails(name, fn, *fragments):
+    """Assert the check rejects `fn` with a message containing every fragment."""
+    with pytest.raises(CheckFailed) as info:
+        getattr(check, name)(fn)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+# ------------------------------------------------------------------------ pair counts
+
+
+def test_pair_counts_missing_last_pair():
+    def wrong(ids):
+        counts = {}
+        for i in range(len(ids) - 2):
+            counts[(ids[i], ids[i + 1])] = counts.get((ids[i], ids[i + 1]), 0) + 1
+        return counts
+
+    fails("get_pair_counts", wrong, "ids=[1, 2]", "expected {(1, 2): 1}, got {}",
+          "the last pair (ids[-2], ids[-1]) is missing")
+
+
+def test_pair_counts_set_instead_of_count():
+    def wrong(ids):
+        counts = {}
+        for pair in zip(ids, ids[1:], strict=False):
+            counts[pair] = 1
+        return counts
+
+    fails("get_pair_counts", wrong, "ids=[1, 1, 1]", "expected {(1, 1): 2}, got {(1, 1): 1}",
+          "overlapping ones too")
+
+
+def test_pair_counts_wrapping_around():
+    def wrong(ids):
+        return Counter(zip(ids, ids[1:] + ids[:1], strict=True))
+
+    fails("get_pair_counts", wrong, "wraps around")
+
+
+def test_pair_counts_list_of_pairs_is_a_type_error():
+    fails("get_pair_counts", lambda ids: list(zip(ids, ids[1:], strict=False)),
+          "expected dict, got list", "mapping (a, b) tuples to counts")
+
+
+# ------------------------------------------------------------------------------ merge
+
+
+def test_merge_step_of_one_merges_overlapping_occurrences():
+    def wrong(ids, pair, new_id):
+        out, i = [], 0
+        while i < len(ids):
+            if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+                out.append(new_id)
+            else:
+                out.append(ids[i])
+            i += 1
+        return out
+
+    fails("merge", wrong, "ids=[1, 1, 1], pair=(1, 1)", "continue at i + 2")
+
+
+def test_merge_loop_that_skips_the_last_position():
+    def wrong(ids, pair, new_id):
+        out, i = [], 0
+        while i < len(ids) - 1:
+            if (ids[i], ids[i + 1]) == pair:
+                out.append(new_id)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        return out
+
+    fails("merge", wrong, "ids=[1, 1, 1]", "expected [256, 1], got [256]", "the last id went missing")
+
+
+def test_merge_that_never_tests_the_final_pair():
+    def wrong(ids, pair, new_id):
+        out, i = [], 0
+        while i < len(ids):
+            if i < len(ids) - 2 and (ids[i], ids[i + 1]) == pair:
+                out.append(new_id)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        return out
+
+    fails("merge", wrong, "expected [256, 256], got [256, 1, 1]",
+          "the pair at the very end was not merged")
+
+
+def test_merge_in_place_is_caught():
+    def wrong(ids, pair, new_id):
+        i = 0
+        while i < len(ids) - 1:
+            if (ids[i], ids[i + 1]) == pair:
+                ids[i:i + 2] = [new_id]
+            i += 1
+        return ids
+
+    fails("merge", wrong, "changed its input list", "build and return a new list")
+
+
+def test_merge_of_the_first_occurrence_only():
+    def wrong(ids, pair, new_id):
+        for i in range(len(ids) - 1):
+            if (ids[i], ids[i + 1]) == pair:
+                return ids[:i] + [new_id] + ids[i + 2:]
+        return list(ids)
+
+    fails("merge", wrong, "not only the first")
+
+
+# -------------------------------------------------------------------------- train_bpe
+
+
+def train_with(choose):
+    def train(text, vocab_size):
+        ids = list(text.encode("utf-8"))
+        vocab = {i: bytes([i]) for i in range(256)}
+        merges = []
+        for new_id in range(256, vocab_size):
+            counts = Counter(zip(ids, ids[1:], strict=False))
+            if not counts:
+                break
+            pair = choose(counts, vocab)
+            ids = merge_ok(ids, pair, new_id)
+            vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
+            merges.append(pair)
+        return merges
+    return train
+
+
+def test_train_minbpe_tie_break_is_rejected():
+    # minbpe's `max(stats, key=stats.get)`: the first pair met among the most frequent.
+    wrong = train_with(lambda counts, vocab: max(counts, key=counts.get))
+    message = fails("train_bpe", wrong, "merge #0 should be (111, 32) = b'o' + b' ' (2 occurrences), "
+                    "got (104, 101) = b'h' + b'e' (2 occurrences)", "keeps the first pair it met")
+    assert "Hint: among equally frequent pairs" in message
+
+
+def test_train_tie_break_on_ids_instead_of_bytes_is_rejected():
+    wrong = train_with(lambda counts, vocab: max(counts, key=lambda p: (counts[p], p)))
+    fails("train_bpe", wrong, "you compared the ids; compare the bytes")
+
+
+def test_train_one_merge_too_many_is_rejected():
+    def wrong(text, vocab_size):
+        return train_ok(text, vocab_size + 1)
+
+    fails("train_bpe", wrong, "vocab_size=256", "expected 0 merges", "got 1",
+          "vocab_size - 256 merges")
+
+
+def test_train_that_never_updates_the_ids_is_rejected():
+    def wrong(text, vocab_size):
+        ids = list(text.encode("utf-8"))
+        vocab = {i: bytes([i]) for i in range(256)}
+        merges = []
+        for new_id in range(256, vocab_size):
+            counts = pair_counts_ok(ids)
+            if not counts:
+                break
+            pair = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
+            merge_ok(ids, pair, new_id)  # result dropped: ids never change
+            vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
+            merges.append(pair)
+        return merges
+
+    fails("train_bpe", wrong, "merge #1 should be", "recount after every merge")
+
+
+def test_train_returning_a_dict_is_explained():
+    def wrong(text, vocab_size):
+        return {pair: 256 + k for k, pair in enumerate(train_ok(text, vocab_size))}
+
+    fails("train_bpe", wrong, "got a dict", "as a list in the order they were learned")
+
+
+def test_train_cases_have_no_ambiguous_ties():
+    # Two ids with the same bytes would make the tie-break depend on dict order; the
+    # check's texts must never produce them, and must separate every wrong tie-break.
+    for text, vocab_size in bpe_checks._train_cases():
+        merges = bpe_checks._ref_train(text, vocab_size)
+        tokens = list(bpe_checks._vocab(merges).values())
+        assert len(set(tokens)) == len(tokens), text
+    for wrong, _ in bpe_checks._TIE_MISTAKES:
+        assert any(wrong(t, v) != bpe_checks._ref_train(t, v) for t, v in bpe_checks._train_cases())
+
+
+# ------------------------------------------------------------------------- bpe_encode
+
+
+def test_encode_in_reading_order_is_rejected():
+    def wrong(text, merges):
+        rank = {pair: k for k, pair in enumerate(merges)}
+        ids = list(text.encode("utf-8"))
+        changed = True
+        while changed:
+            changed = False
+            for i in range(len(ids) - 1):
+                if (ids[i], ids[i + 1]) in rank:
+                    ids[i:i + 2] = [256 + rank[(ids[i], ids[i + 1])]]
+                    changed = True
+                    break
+        return ids
+
+    fails("bpe_encode", wrong, "text='abc'", "expected [97, 256], got [257, 99]",
+          "applied by rank, not in the order pairs appear")
+
+
+def test_encode_with_rank_as_new_id_is_rejected():
+    def wrong(text, merges):
+        ids = list(text.encode("utf-8"))
+        for k, pair in enumerate(merges):
+            ids = merge_ok(ids, pair, k)
+        return ids
+
+    fails("bpe_encode", wrong, "expected [97, 256], got [97, 0]",
+          "merge number k creates id 256 + k")
+
+
+def test_encode_single_sweep_is_rejected():
+    def wrong(text, merges):
+        rank = {pair: k for k, pair in enumerate(merges)}
+        ids = list(text.encode("utf-8"))
+        out, i = [], 0
+        while i < len(ids):
+            if i + 1 < len(ids) and (ids[i], ids[i + 1]) in rank:
+                out.append(256 + rank[(ids[i], ids[i + 1])])
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        return out
+
+    fails("bpe_encode", wrong, "one sweep is not enough")
+
+
+def test_encode_reference_matches_the_package_on_each_pretoken():
+    # Without pre-tokenization the lesson's encoder is the package's `_bpe` on one piece.
+    text = bpe_checks._ENGLISH + bpe_checks._UNICODE
+    tok = ByteBPETokenizer().train(text, vocab_size=256 + 60 + 1)
+    ids_of = {tok.token_bytes(i): i for i in range(tok.vocab_size)}
+    merges = [(ids_of[a], ids_of[b]) for a, b in tok.merges]
+    assert [ids_of[a + b] for a, b in tok.merges] == list(range(256, 256 + len(merges)))
+    for piece in pretokenize(text + " déjà vu, the keepers' 灯台 lamp"):
+        assert bpe_checks._ref_encode(piece, merges) == tok.encode_ordinary(piece), piece
+
+
+def test_train_reference_matches_the_package_on_a_single_word():
+    # One pre-token = no word boundaries, so the lesson's loop and `learn_merges` agree.
+    word = "abracadabra" * 5
+    merges = bpe_checks._ref_train(word, 256 + 12)
+    vocab = bpe_checks._vocab(merges)
+    package = learn_merges(count_pretokens(word), 12)
+    assert [(vocab[a], vocab[b]) for a, b in merges] == package
+
+
+# ------------------------------------------------------------------------- bpe_decode
+
+
+def test_decode_token_by_token_is_rejected():
+    def wrong(ids, merges):
+        vocab = {i: bytes([i]) for i in range(256)}
+        for k, (a, b) in enumerate(merges):
+            vocab[256 + k] = vocab[a] + vocab[b]
+        return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)
+
+    fails("bpe_decode", wrong, "ids=[195, 169]", "join all the bytes first")
+
+
+def test_decode_without_errors_replace_is_explained():
+    def wrong(ids, merges):
+        vocab = {i: bytes([i]) for i in range(256)}
+        for k, (a, b) in enumerate(merges):
+            vocab[256 + k] = vocab[a] + vocab[b]
+        return b"".join(vocab[i] for i in ids).decode("utf-8")
+
+    fails("bpe_decode", wrong, "UnicodeDecodeError", "errors='replace'")
+
+
+def test_decode_returning_bytes_is_a_type_error():
+    def wrong(ids, merges):
+        vocab = {i: bytes([i]) for i in range(256)}
+        for k, (a, b) in enumerate(merges):
+            vocab[256 + k] = vocab[a] + vocab[b]
+        return b"".join(vocab[i] for i in ids)
+
+    fails("bpe_decode", wrong, "expected str, got bytes", "not bytes")
