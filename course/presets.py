@@ -68,9 +68,12 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu": Preset(
         name="cpu",
-        n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0,
+        # Found by sweeping at a fixed token budget on Tiny Shakespeare (char): with ~2.5M
+        # tokens, many small steps beat few large ones (context 64 / batch 16 / 2400 steps:
+        # 1.68; context 128 / batch 32 / 600 steps: 1.93), and lr 3e-3 with a cosine to 5 %.
+        n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0,
         bpe_vocab_size=1024,
-        batch_size=32, max_steps=1500, lr=3e-3, warmup_steps=50,
+        batch_size=16, max_steps=2000, lr=3e-3, warmup_steps=100, min_lr_ratio=0.05,
         eval_interval=250, eval_batches=16,
         description="the best model about 3 minutes of a 2-core CPU can train",
     ),
