@@ -1,0 +1,88 @@
+"""The course's notebooks: in sync, well formed, small, and graded as promised.
+
+nbval (configured in pyproject.toml) executes every solution notebook and compares its
+outputs; this file checks what nbval cannot: that lessons are exactly what the solutions
+generate, that every exercise has a check that exists, and that files stay small.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course import checks
+from course.authoring import CODE_BEGIN, check_lessons, grade_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+LESSONS = ROOT / "lessons"
+EXPECTED = ["00_setup", "01_text_to_tokens", "02_bpe", "03_packing", "04_causal_attention",
+            "05_gpt", "06_training", "07_perplexity", "08_sampling", "09_objectives"]
+CHECK_CALL = re.compile(r"^\s*check\.(\w+)\(", re.M)
+
+solution_paths = sorted(SOLUTIONS.glob("*.ipynb"))
+
+
+def code_cells(path: Path) -> list[str]:
+    nb = nbformat.read(path, as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+def test_every_lesson_of_the_course_exists_in_order():
+    names = [p.stem for p in solution_paths]
+    assert names == sorted(names)
+    missing = [n for n in EXPECTED if n not in names]
+    assert not missing, f"solutions missing: {missing}"
+    assert [p.stem for p in sorted(LESSONS.glob("*.ipynb"))] == names
+
+
+def test_lessons_are_exactly_what_the_solutions_generate():
+    problems = check_lessons(SOLUTIONS, LESSONS)
+    assert problems == [], "run `course lessons build`:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", solution_paths, ids=lambda p: p.stem)
+def test_each_exercise_has_a_registered_check_and_the_setup_cell_comes_first(path):
+    cells = code_cells(path)
+    first = cells[0]
+    assert '"google.colab" in sys.modules' in first and "setup(" in first
+    called = [m.group(1) for src in cells for m in CHECK_CALL.finditer(src)]
+    n_regions = sum(src.count(CODE_BEGIN) for src in cells)
+    if path.stem != "00_setup":
+        assert n_regions >= 2, "every lesson has exercises"
+    assert len(called) >= 1
+    registered = checks.load_all()
+    assert [n for n in called if n not in registered] == []
+    # every exercise cell is followed by a check before the next exercise
+    pending = False
+    for src in cells:
+        if CODE_BEGIN in src:
+            assert not pending, f"{path.name}: an exercise has no check before the next one"
+            pending = True
+        if CHECK_CALL.search(src):
+            pending = False
+    assert not pending, f"{path.name}: the last exercise has no check"
+
+
+@pytest.mark.parametrize("path", solution_paths, ids=lambda p: p.stem)
+def test_notebooks_stay_small_and_carry_no_embedded_javascript(path):
+    assert path.stat().st_size < 400_000, f"{path.name} is {path.stat().st_size} bytes"
+    text = path.read_text(encoding="utf-8")
+    assert "plotly.js v" not in text and "require.config" not in text
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.kernelspec.name == "python3"
+    lesson = nbformat.read(LESSONS / path.name, as_version=4)
+    assert all(not c.get("outputs") for c in lesson.cells if c.cell_type == "code")
+    assert CODE_BEGIN not in LESSONS.joinpath(path.name).read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_grading_a_fresh_lesson_and_its_solution():
+    lesson = grade_notebook(LESSONS / "01_text_to_tokens.ipynb", timeout=120)
+    assert lesson["total"] >= 2 and lesson["passed"] == 0
+    assert {e["status"] for e in lesson["exercises"]} == {"not attempted"}
+    solution = grade_notebook(SOLUTIONS / "01_text_to_tokens.ipynb", timeout=120)
+    assert solution["passed"] == solution["total"] == lesson["total"]
