@@ -284,12 +284,23 @@ def execute_solutions(names: Sequence[str] | None = None, solutions_dir: str | P
         client = NotebookClient(
             nb, timeout=timeout, kernel_name="python3", record_timing=False,
             shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent.resolve())}},
+            # a busy machine can take well over nbclient's default 60 s to start a kernel
+            startup_timeout=max(120, timeout),
             on_cell_start=lambda cell, cell_index, _c=current: _c.update(index=cell_index),
         )
         try:
             client.execute(env={**os.environ, **(env or {})})
         except (CellControlSignal, DeadKernelError) as e:
             raise AuthoringError(_execution_failure(path, current["index"], e, timeout)) from None
+        except (RuntimeError, AssertionError) as e:
+            if current["index"] >= 0:
+                raise
+            # nbclient's own errors when the kernel never came up (a RuntimeError, or an
+            # AssertionError from its cleanup of a kernel manager that was never made)
+            raise AuthoringError(
+                f"{path}: the python3 kernel did not start ({type(e).__name__}: {e}); check that "
+                "ipykernel is installed (`python -m ipykernel --version`), or run again when the "
+                f"machine is less busy; {path} was left unchanged") from None
         for cell in nb.cells:
             cell.metadata.pop("execution", None)
         info = nb.metadata.get("language_info")

@@ -183,9 +183,10 @@ class CausalSelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, T, C) -> (y (B, T, C), attention probabilities (B, H, T, S) or None).
 
-        `mask` is None for plain causal attention without a cache offset, else a boolean
-        (T, S) or (B, 1, T, S) mask. Probabilities are only returned (and the manual path
-        forced) when `return_probs` is set.
+        `mask` is None for plain causal attention (T == S) or for a single decoding query
+        (T == 1, which sees every key), else a boolean (T, S) or (B, 1, T, S) mask.
+        Probabilities are only returned (and the manual path forced) when `return_probs`
+        is set.
         """
         B, T, C = x.shape
         H, D = self.n_head, C // self.n_head
@@ -199,11 +200,12 @@ class CausalSelfAttention(nn.Module):
 
         probs = None
         if self.attn_impl == "manual" or return_probs:
-            if mask is None:
+            if mask is None and T == k.size(2):
                 mask = causal_mask(T, device=x.device)  # (T, T)
             # The lesson's attention: scores, mask, softmax over the keys, weighted sum.
             att = (q @ k.transpose(-2, -1)) / math.sqrt(D)  # (B, H, T, S)
-            att = att.masked_fill(~mask, float("-inf"))  # forbidden keys get weight exp(-inf) = 0
+            if mask is not None:
+                att = att.masked_fill(~mask, float("-inf"))  # forbidden keys get weight exp(-inf) = 0
             att = F.softmax(att, dim=-1)  # each query's weights over the keys sum to 1
             probs = att
             att = self.attn_dropout(att)
@@ -211,9 +213,10 @@ class CausalSelfAttention(nn.Module):
         else:
             # The fused kernel. `is_causal=True` is only right when queries and keys are
             # the same positions: with a cache (S > T) PyTorch would align the triangle
-            # to the top-left corner, so cached decoding passes an explicit mask instead.
+            # to the top-left corner, so cached decoding passes an explicit mask instead
+            # (or none at all for a single query, which may see every key).
             y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=mask is None,
+                q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
                 dropout_p=self.dropout if self.training else 0.0,
             )  # (B, H, T, D)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
@@ -444,6 +447,8 @@ class GPT(nn.Module):
             mask = document_mask(doc_ids.to(idx.device))  # (B, T, T)
         elif past == 0:
             return None  # plain causal: SDPA can take its is_causal fast path
+        elif T == 1:
+            return None  # one new query after the cache: it may see every key, nothing to mask
         else:
             # Query i is position past + i: it sees every cached key and new keys up to itself.
             mask = torch.ones(T, S, dtype=torch.bool, device=idx.device).tril(diagonal=past)  # (T, S)

@@ -40,7 +40,7 @@ def train_config_from_preset(preset: Preset, *, device: str = "auto", seed: int 
         lr=preset.lr, min_lr_ratio=preset.min_lr_ratio,
         # a shortened run (--max-steps) keeps warmup to at most a tenth of it
         warmup_steps=min(preset.warmup_steps, max(1, preset.max_steps // 10)),
-        weight_decay=preset.weight_decay, grad_clip=preset.grad_clip,
+        weight_decay=preset.weight_decay, betas=preset.betas, grad_clip=preset.grad_clip,
         eval_interval=min(preset.eval_interval, preset.max_steps), eval_batches=preset.eval_batches,
         device=device, seed=seed,
     )

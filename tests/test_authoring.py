@@ -390,3 +390,17 @@ def test_failing_solution_cell_is_reported_and_file_left_unchanged(tmp_path):
     assert "05_broken.ipynb: cell 1" in message and "NameError" in message
     assert "raises-exception" in message
     assert path.read_bytes() == before
+
+
+def test_kernel_that_never_starts_is_reported_and_file_left_unchanged(tmp_path, monkeypatch):
+    import nbclient
+
+    def no_kernel(self, **kwargs):  # what nbclient raises when the kernel does not answer
+        raise RuntimeError("Kernel didn't respond in 120 seconds")
+
+    monkeypatch.setattr(nbclient.NotebookClient, "execute", no_kernel)
+    path = write_nb(tmp_path / "solutions" / "01_x.ipynb", [new_code_cell("x = 1")])
+    before = path.read_bytes()
+    with pytest.raises(AuthoringError, match=r"01_x.ipynb: the python3 kernel did not start .*ipykernel"):
+        execute_solutions(None, solutions_dir=tmp_path / "solutions")
+    assert path.read_bytes() == before

@@ -1,0 +1,71 @@
+"""The benchmark harness itself: its references agree with the package, and RESULTS.md
+merging keeps what it should. No timings are asserted here."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))  # run.py imports naive_bpe as a sibling module
+    try:
+        spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
+        "First Citizen:\nYou are all resolved rather to die than to famish?\n") * 20
+
+
+def test_naive_reference_learns_the_packages_merges(bench):
+    from naive_bpe import naive_train
+
+    from course.tokenizer import ByteBPETokenizer
+
+    assert naive_train(TEXT, 300) == ByteBPETokenizer().train(TEXT, 300).merges
+
+
+def test_naive_reference_is_not_trivially_equal(bench):
+    """A wrong tie-break or a merge across pre-tokens would change the merges."""
+    from naive_bpe import naive_train
+
+    merges = naive_train(TEXT, 300)
+    assert len(merges) == 300 - 256 - 1  # every id but the EOS special is a merge
+    assert all(b" " not in a[1:] + b for a, b in merges)  # no merge crosses a pre-token
+
+
+def test_kv_case_asserts_equal_tokens_and_reports_a_ratio(bench):
+    r = bench._kv_cache_case(1, 2, 32, prompt_len=4, new=6, device="cpu")
+    assert r["speedup"] > 0 and r["tokens_per_s"] > 0 and "6 new tokens" in r["model"]
+
+
+ROW = {"machine": "M1", "date": "2026-01-01", "packing_docs": "3 docs", "packing_s": 1.0,
+       "packing_datasets_map_s": 2.0, "packing_speedup_vs_datasets_map": 2.0}
+
+
+def test_results_md_merges_by_machine_and_keeps_notes(bench, tmp_path):
+    path = tmp_path / "RESULTS.md"
+    bench.write_results_md(ROW, path)
+    path.write_text(path.read_text() + "\n## Status\n\nhand-written\n")
+    bench.write_results_md({**ROW, "machine": "M2", "packing_s": 0.5}, path)
+    bench.write_results_md({**ROW, "packing_s": 0.25}, path)  # replaces M1's row
+    text = path.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| packing")]
+    assert len(rows) == 2
+    assert "| 0.5 s |" in rows[0] and "| M2 |" in rows[0]
+    assert "| 0.25 s |" in rows[1] and "| M1 |" in rows[1]
+    assert text.rstrip().endswith("## Status\n\nhand-written")
+    before = text
+    bench.write_results_md({**ROW, "packing_s": 0.25}, path)
+    assert path.read_text() == before  # idempotent

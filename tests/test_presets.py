@@ -1,0 +1,61 @@
+"""Presets: what `course run --preset NAME` trains is exactly the preset's settings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course.errors import ConfigError
+from course.pipeline import model_config_from_preset, train_config_from_preset
+from course.presets import PRESETS, default_preset_name, get_preset
+
+
+def test_unknown_preset_names_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown preset 'huge'.*tiny, cpu, gpu"):
+        get_preset("huge")
+
+
+def test_overrides_replace_fields_ignore_none_and_reject_typos():
+    cpu = get_preset("cpu")
+    short = cpu.with_overrides(max_steps=10, lr=None)
+    assert short.max_steps == 10 and short.lr == cpu.lr and cpu.max_steps != 10  # a copy
+    with pytest.raises(ConfigError, match="max_step"):
+        cpu.with_overrides(max_step=10)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_train_config_carries_every_optimisation_setting(name):
+    p = get_preset(name)
+    cfg = train_config_from_preset(p, device="cpu", seed=3)
+    assert (cfg.max_steps, cfg.batch_size, cfg.grad_accum) == (p.max_steps, p.batch_size, p.grad_accum)
+    assert (cfg.lr, cfg.min_lr_ratio, cfg.weight_decay, cfg.grad_clip) == (
+        p.lr, p.min_lr_ratio, p.weight_decay, p.grad_clip)
+    assert cfg.betas == tuple(p.betas) and len(cfg.betas) == 2
+    assert cfg.warmup_steps == p.warmup_steps  # full-length runs keep the preset's warmup
+    assert cfg.eval_interval == p.eval_interval and cfg.eval_batches == p.eval_batches
+    assert cfg.seed == 3 and cfg.device == "cpu"
+
+
+def test_a_shortened_run_keeps_warmup_to_a_tenth():
+    cfg = train_config_from_preset(get_preset("cpu").with_overrides(max_steps=50))
+    assert cfg.warmup_steps == 5 and cfg.eval_interval == 50
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_model_config_has_the_preset_shape(name):
+    p = get_preset(name)
+    c = model_config_from_preset(p, vocab_size=65)
+    assert (c.n_layer, c.n_head, c.n_embd, c.block_size, c.dropout) == (
+        p.n_layer, p.n_head, p.n_embd, p.block_size, p.dropout)
+    assert c.vocab_size == 65 and p.n_embd % p.n_head == 0
+
+
+def test_gpu_preset_is_about_ten_million_parameters():
+    from course.model import GPT
+
+    n = GPT(model_config_from_preset(get_preset("gpu"), vocab_size=65)).num_params()
+    assert 9e6 < n < 12e6
+
+
+def test_default_preset_follows_the_device():
+    assert default_preset_name() == ("gpu" if torch.cuda.is_available() else "tiny")
