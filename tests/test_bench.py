@@ -69,3 +69,14 @@ def test_results_md_merges_by_machine_and_keeps_notes(bench, tmp_path):
     before = text
     bench.write_results_md({**ROW, "packing_s": 0.25}, path)
     assert path.read_text() == before  # idempotent
+
+
+def test_kv_rows_for_both_models_and_the_hf_comparison(bench):
+    case = {"model": "m", "tokens_per_s": 10.0, "no_cache_tokens_per_s": 2.0, "speedup": 5.0,
+            "hf_generate_tokens_per_s": 8.0, "ours_vs_hf_generate": 1.25}
+    r = {**{f"kv_cache_{k}": v for k, v in case.items()},
+         **{f"kv_cache_small_{k}": v for k, v in {**case, "speedup": 4.0}.items()}}
+    rows = {row[0]: row for row in bench.results_table(r)}
+    assert rows["KV cache"][4] == "5.0x faster" and rows["KV cache"][5].startswith(">= 5x")
+    assert rows["KV cache, small model"][4] == "4.0x faster" and rows["KV cache, small model"][5] == "-"
+    assert rows["generation vs transformers generate()"][3] == "8.0 tok/s"
