@@ -241,6 +241,31 @@ def expect_type(name: str, inputs_desc: str, expected_type: type | tuple[type, .
     raise CheckFailed(name, _on(inputs_desc) + detail, hint)
 
 
+def tensors_close(a: Any, b: Any, *, rtol: float, atol: float, same_dtype: bool = False,
+                  equal_nan: bool = False) -> bool:
+    """True when `a` and `b` are tensors of one shape (and one dtype, if asked) that
+    `torch.allclose` accepts; anything else (a list, a wrong shape) is simply not close."""
+    import torch
+
+    return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+            and (not same_dtype or a.dtype == b.dtype)
+            and bool(torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)))
+
+
+def first_match(got: Any, variants: Sequence[tuple[str, Callable[[], Any]]],
+                close: Callable[[Any, Any], bool]) -> str | None:
+    """The hint of the first known mistake whose output `close` finds equal to `got`, else
+    None. Each variant is computed only when reached; one that cannot run on this input
+    (or cannot even be compared with `got`) is not the answer."""
+    for hint, compute in variants:
+        try:
+            if close(got, compute()):
+                return hint
+        except Exception:
+            continue
+    return None
+
+
 def show(value: Any) -> str:
     """A repr short enough for a one-line message; tensors show shape and dtype."""
     if _is_tensor(value):

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from course.checks._core import CheckFailed, call, exercise, show
+from course.checks._core import CheckFailed, call, exercise, first_match, show
 
 IGNORE = -100
 LN2 = math.log(2)
@@ -56,14 +56,8 @@ def _close(a: float, b: float, rtol: float = 1e-4) -> bool:
 def _first_match(got: float, variants: list[tuple[Callable[[], float], str]], rtol: float = 1e-4
                  ) -> str | None:
     """The hint of the first mistake whose answer equals `got` (each variant computed lazily)."""
-    for compute, hint in variants:
-        try:
-            value = compute()
-        except Exception:  # a variant that cannot be computed on this input just does not match
-            continue
-        if _close(got, value, rtol):
-            return hint
-    return None
+    return first_match(got, [(hint, compute) for compute, hint in variants],
+                       lambda a, b: _close(a, b, rtol))
 
 
 # ------------------------------------------------------------------------ perplexity
