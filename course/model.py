@@ -390,11 +390,24 @@ class GPT(nn.Module):
             raise ConfigError(f"sequence too long: {where} exceed block_size={c.block_size}; "
                               f"crop the input to its last {c.block_size} tokens "
                               f"(idx[:, -{c.block_size}:]) or use a model with a larger block_size")
-        lo, hi = int(idx.min()), int(idx.max())
+        if torch.compiler.is_compiling():
+            # Reading values back would break the graph and stall the GPU at every step;
+            # `train` checks the whole dataset once instead (`check_token_ids`).
+            return
+        lo, hi = torch.stack(torch.aminmax(idx)).tolist()  # one read-back, not two
         if lo < 0 or hi >= c.vocab_size:
             bad = lo if lo < 0 else hi
             raise ConfigError(f"idx contains token id {bad}, outside the vocabulary [0, {c.vocab_size}); "
                               "were the ids made by a tokenizer with a larger vocabulary?")
+
+    def check_inputs(self, idx: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Raise a ConfigError naming the problem if `idx` (B, T) or `labels` could not be
+        fed to `forward`. `forward` runs the same checks, except the ones that read token
+        values back from the device when it is being compiled; `train` calls this once on
+        the whole dataset so that the compiled step need not."""
+        self._check_idx(idx, 0)
+        if labels is not None:
+            self._check_labels(labels, idx)
 
     def _check_labels(self, labels: torch.Tensor, idx: torch.Tensor) -> None:
         if not torch.is_tensor(labels) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
@@ -404,6 +417,8 @@ class GPT(nn.Module):
             raise ConfigError(
                 f"labels must have the same shape as idx {tuple(idx.shape)}, got {tuple(labels.shape)}; "
                 "pass the UNshifted token ids (the model shifts them), with -100 where no loss is taken")
+        if torch.compiler.is_compiling():
+            return  # as in _check_idx: no read-back inside a compiled graph
         V = self.config.vocab_size
         bad = (labels >= V) | ((labels < 0) & (labels != IGNORE_INDEX))
         if bool(bad.any()):

@@ -9,7 +9,7 @@ mix a fraction of A's blocks into every batch.
 perplexity on A's and B's validation blocks every `eval_every` steps.
 
 How the mixing stays deterministic: `train` visits its blocks in an order that is a pure
-function of the step (`course.train.batch_indices`: one seeded permutation per epoch).
+function of the step (`course.train.BatchOrder`: one seeded permutation per epoch).
 `mixed_blocks` builds a training set of exactly `steps · batch_size` blocks, one epoch,
 and lays them out along that permutation so that the batch `train` draws at step `s` is
 the batch we chose for step `s`: `round(replay_fraction · batch_size)` blocks of A and the
@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from course.errors import ConfigError
 from course.evaluate import evaluate_nll
-from course.train import TrainConfig, TrainResult, batch_indices, train
+from course.train import BatchOrder, TrainConfig, TrainResult, train
 
 __all__ = ["ContinuedResult", "continued_pretraining", "mixed_blocks"]
 
@@ -118,9 +118,8 @@ def mixed_blocks(blocks_a: Any, blocks_b: Any, *, steps: int, batch_size: int,
     pick_b = _visit_order(len(xb), steps * n_b, seed, stream=2).view(steps, n_b)
 
     total = steps * batch_size
-    rows = torch.empty(steps, batch_size, dtype=torch.long)
-    for s in range(steps):
-        rows[s] = batch_indices(s, total, batch_size, order_seed)
+    order = BatchOrder(total, batch_size, order_seed)
+    rows = torch.stack([order(s) for s in range(steps)])  # (steps, batch_size)
     rows_a, rows_b = rows[:, :n_a].reshape(-1), rows[:, n_a:].reshape(-1)
 
     T = xa.size(1)
