@@ -132,9 +132,10 @@ def strided_nll(
 
     Windows of up to `block_size` tokens start every `stride` tokens; in each window only
     the tokens not scored by an earlier window count, so every token after the first is
-    scored exactly once, with at least `block_size - stride` tokens of context (except at
-    the start). `stride == block_size` is plain non-overlapping chunking (cheap, pessimistic);
-    `stride == 1` gives every token a full context (slow, best).
+    scored exactly once, with at least `block_size - stride` tokens of context, and at least
+    1 (except at the start). `stride == block_size` is chunking (cheap, pessimistic): each
+    window starts on the last token of the previous one, so that the first token of every
+    chunk is still scored; `stride == 1` gives every token a full context (slow, best).
     """
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     block_size = block_size or model.config.block_size

@@ -319,9 +319,10 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = True) -> int:
         """Number of parameters; tied weights are counted once.
 
-        With `non_embedding` (nanoGPT's convention, used for scaling laws and FLOPs) the
-        position embeddings are left out. The token embedding stays in: tied to
-        `lm_head`, it does a full matmul at the output.
+        With `non_embedding` (nanoGPT's convention, used by `flops_per_token`) the position
+        embeddings are left out. The token embedding stays in: tied to `lm_head`, it does a
+        full matmul at the output. (Kaplan et al.'s scaling laws leave out both embeddings,
+        N ≈ 12·n_layer·n_embd².)
         """
         n = sum(p.numel() for p in self.parameters())  # parameters() yields a tied tensor once
         if non_embedding:

@@ -349,6 +349,22 @@ def test_encode_single_sweep_is_rejected():
     fails("bpe_encode", wrong, "one sweep is not enough")
 
 
+def test_encode_loop_without_a_length_guard_gets_the_hint():
+    # min() over the pairs of a single id raises ValueError ("aaa" merges down to one id).
+    def wrong(text, merges):
+        rank = {pair: k for k, pair in enumerate(merges)}
+        ids = list(text.encode("utf-8"))
+        while True:
+            pair = min(pair_counts_ok(ids), key=lambda p: rank.get(p, float("inf")))
+            if pair not in rank:
+                return ids
+            ids = merge_ok(ids, pair, 256 + rank[pair])
+
+    message = fails("bpe_encode", wrong, "text='aaa'", "ValueError",
+                    "your loop called min() on no pairs", "fewer than two ids remain")
+    assert "full traceback" not in message
+
+
 def test_encode_reference_matches_the_package_on_each_pretoken():
     # Without pre-tokenization the lesson's encoder is the package's `_bpe` on one piece.
     text = bpe_checks._ENGLISH + bpe_checks._UNICODE

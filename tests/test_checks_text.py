@@ -217,6 +217,13 @@ def test_utf8_decode_mistakes_get_the_matching_hint(wrong_decode, hint):
     assert hint in failure(check.utf8_encode_decode, utf8_encode, wrong_decode).hint
 
 
+@pytest.mark.parametrize("errors", ["replace", "ignore"])
+def test_utf8_decode_that_does_not_raise_on_broken_bytes_is_rejected(errors):
+    e = failure(check.utf8_encode_decode, utf8_encode, lambda ids: bytes(ids).decode("utf-8", errors=errors))
+    assert "utf8_decode([138, 116, 114, 101])" in e.detail and "instead of raising UnicodeDecodeError" in e.detail
+    assert "errors='strict'" in e.hint
+
+
 def test_utf8_placeholders_are_not_attempted():
     with pytest.raises(NotAttempted):
         check.utf8_encode_decode(todo, utf8_decode)

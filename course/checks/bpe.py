@@ -625,6 +625,16 @@ def bpe_encode(fn: Callable[[str, Merges], list[int]]) -> int:
     """`fn(text, merges)` → ids: merges applied by rank (lowest first) until none applies."""
     name = "bpe_encode"
 
+    def on_crash(e: CheckFailed) -> CheckFailed:
+        # min()/max() over the pairs of fewer than 2 ids: "arg is an empty sequence" (3.11),
+        # "iterable argument is empty" (3.12+).
+        called = next((f for f in ("min()", "max()") if f in e.detail), None)
+        if called is None or "ValueError" not in e.detail or "empty" not in e.detail:
+            return e
+        return CheckFailed(name, e.detail,
+                           hint=f"your loop called {called} on no pairs: stop when fewer than "
+                                "two ids remain (while len(ids) >= 2), since one id has no pair")
+
     def explain(case: tuple[str, Merges], desc: str, expected: list[int], got: list[int],
                 hint: str | None) -> None:
         text, merges = case
@@ -641,7 +651,7 @@ def bpe_encode(fn: Callable[[str, Merges], list[int]]) -> int:
     return _run_cases(name, fn, _encode_cases(), describe=_describe_encode,
                       reference=_ref_encode,
                       accept=lambda desc, case, args, got: _ids_list(name, desc, got, "the token ids"),
-                      mistakes=_ENCODE_MISTAKES, explain=explain)
+                      mistakes=_ENCODE_MISTAKES, explain=explain, on_crash=on_crash)
 
 
 # ------------------------------------------------------------------------- bpe_decode

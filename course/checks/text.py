@@ -4,7 +4,8 @@
 * `build_char_vocab` (01): `build_char_vocab(text) -> (stoi, itos)`, sorted distinct characters.
 * `char_encode_decode` (01): `char_encode(text, stoi) -> ids`, `char_decode(ids, itos) -> text`;
   a character missing from the vocabulary must raise ValueError naming it.
-* `utf8_encode_decode` (01): `utf8_encode(text) -> bytes as ints`, `utf8_decode(ids) -> text`.
+* `utf8_encode_decode` (01): `utf8_encode(text) -> bytes as ints`, `utf8_decode(ids) -> text`;
+  bytes that are not valid UTF-8 must raise UnicodeDecodeError (strict decoding).
 
 The references are Python's own `collections.Counter`, `sorted(set(...))` and
 `str.encode("utf-8")`. Hidden cases mix the corpus's ASCII with whitespace, accents,
@@ -309,7 +310,8 @@ _ORD_HINT = ("ord(ch) is the code point, which equals the UTF-8 byte only for AS
 def check_utf8_encode_decode(utf8_encode: Callable[[str], list[int]],
                              utf8_decode: Callable[[Sequence[int]], str]) -> int:
     """`utf8_encode(text) == list(text.encode('utf-8'))` and `utf8_decode` inverts it, on
-    texts with 1- to 4-byte characters."""
+    texts with 1- to 4-byte characters; `utf8_decode` of broken bytes raises
+    UnicodeDecodeError."""
     name = "utf8_encode_decode"
     cases = 0
     for text in _texts(seed=3):
@@ -354,4 +356,27 @@ def check_utf8_encode_decode(utf8_encode: Callable[[str], list[int]],
             else:
                 hint = "bytes(ids).decode('utf-8') turns the list of byte values back into text"
             expect_equal(name, ddesc, text, back, hint=hint)
-    return cases
+    return cases + _check_strict_decode(name, utf8_decode)
+
+
+def _check_strict_decode(name: str, utf8_decode: Callable[[Sequence[int]], str]) -> int:
+    """Bytes that are not valid UTF-8 must raise UnicodeDecodeError (the default
+    errors='strict'); the lesson's next cell relies on it to show the error."""
+    broken = list("Être".encode())[1:]  # starts with a continuation byte
+    desc = f"utf8_decode({show(broken)})"
+    try:
+        got = utf8_decode(broken)
+    except NotImplementedError:
+        raise NotAttempted(name) from None
+    except UnicodeDecodeError:
+        return 1
+    except Exception as e:
+        raise CheckFailed(name, f"on input {desc} (not valid UTF-8) — your code raised "
+                                f"{type(e).__name__}: {e}; expected UnicodeDecodeError",
+                          hint="decode with bytes(ids).decode('utf-8'), which raises "
+                               "UnicodeDecodeError on broken bytes") from None
+    raise CheckFailed(name, f"on input {desc} (not valid UTF-8) — returned {show(got)} instead of "
+                            f"raising UnicodeDecodeError",
+                      hint="decode strictly here (the default errors='strict'), so broken bytes "
+                           "raise UnicodeDecodeError; the next cell shows why tokenizers use "
+                           "errors='replace'")
