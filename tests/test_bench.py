@@ -80,3 +80,13 @@ def test_kv_rows_for_both_models_and_the_hf_comparison(bench):
     assert rows["KV cache"][4] == "5.0x faster" and rows["KV cache"][5].startswith(">= 5x")
     assert rows["KV cache, small model"][4] == "4.0x faster" and rows["KV cache, small model"][5] == "-"
     assert rows["generation vs transformers generate()"][3] == "8.0 tok/s"
+
+
+def test_train_throughput_is_timed_in_steady_state(bench):
+    """The clock starts at the first log after the warm-up steps, so compilation and the
+    first allocations are not counted; MFU only where a GPU's bf16 peak is known."""
+    r = bench.bench_train_throughput(quick=True, device="cpu")
+    assert r["train_preset"] == "cpu" and r["train_timed_steps"] == 20
+    assert r["train_tokens_per_s"] > 0 and r["train_first_log_s"] > 0 and "mfu" not in r
+    row = bench.results_table({**r, "machine": "M", "date": "D"})[-1]
+    assert "steady state over 20 steps" in row[1]
