@@ -319,7 +319,7 @@ def results_table(r: dict[str, Any]) -> list[list[str]]:
         how = f"`{r['train_preset']}` preset, random tokens"
         if "train_timed_steps" in r:
             how += (f", steady state over {r['train_timed_steps']} steps after warm-up "
-                    f"(first log at {r['train_first_log_s']} s, compilation included)")
+                    f"(first log at {r['train_first_log_s']} s: start-up and any compilation)")
         add("training throughput", how, f"{r['train_tokens_per_s']:,} tok/s{mfu}", "-", "-", "-")
     if "quality_val_loss" in r:
         reached = (f"; reached {r['quality_target']} at step {r['quality_step_at_target']}, "
@@ -353,8 +353,8 @@ def write_results_md(r: dict[str, Any], path: Path) -> None:
             elif line.startswith("| ") and len(cells) == len(header) and cells[0] != "what":
                 keep.append(cells)
     new = [row + [r["machine"], r["date"]] for row in results_table(r)]
-    ours = {(row[0], row[6]) for row in new}
-    rows = [row for row in keep if (row[0], row[6]) not in ours] + new
+    fresh = {(row[0], row[6]): row for row in new}  # a row is (what, machine)
+    rows = [fresh.pop((row[0], row[6]), row) for row in keep] + list(fresh.values())  # in place
     lines = [
         "# Benchmark results",
         "",

@@ -59,12 +59,12 @@ def test_results_md_merges_by_machine_and_keeps_notes(bench, tmp_path):
     bench.write_results_md(ROW, path)
     path.write_text(path.read_text() + "\n## Status\n\nhand-written\n")
     bench.write_results_md({**ROW, "machine": "M2", "packing_s": 0.5}, path)
-    bench.write_results_md({**ROW, "packing_s": 0.25}, path)  # replaces M1's row
+    bench.write_results_md({**ROW, "packing_s": 0.25}, path)  # replaces M1's row, in place
     text = path.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| packing")]
     assert len(rows) == 2
-    assert "| 0.5 s |" in rows[0] and "| M2 |" in rows[0]
-    assert "| 0.25 s |" in rows[1] and "| M1 |" in rows[1]
+    assert "| 0.25 s |" in rows[0] and "| M1 |" in rows[0]
+    assert "| 0.5 s |" in rows[1] and "| M2 |" in rows[1]
     assert text.rstrip().endswith("## Status\n\nhand-written")
     before = text
     bench.write_results_md({**ROW, "packing_s": 0.25}, path)
