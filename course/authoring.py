@@ -26,7 +26,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
+from course.atomic import atomic_write_bytes
 from course.errors import AuthoringError
 
 CODE_BEGIN = "### BEGIN SOLUTION"
@@ -224,7 +224,7 @@ def build_lessons(solutions_dir: str | Path = "solutions",
         target = out_dir / name
         data = text.encode("utf-8")
         if not target.is_file() or target.read_bytes() != data:
-            _atomic_write(target, data)
+            atomic_write_bytes(target, data)
             changed.append(target)
     for lesson in sorted(out_dir.glob("*.ipynb")):
         if lesson.name not in texts:
@@ -309,7 +309,7 @@ def execute_solutions(names: Sequence[str] | None = None, solutions_dir: str | P
         # Saved widget state carries random model ids (new bytes on every run) and is
         # only useful for static renderers; a live kernel rebuilds the widgets anyway.
         nb.metadata.pop("widgets", None)
-        _atomic_write(path, notebook_text(nb).encode("utf-8"))
+        atomic_write_bytes(path, notebook_text(nb).encode("utf-8"))
         done.append(path)
     return done
 
@@ -470,7 +470,7 @@ def retarget_solutions(solutions_dir: str | Path = "solutions", repository: str 
         new = launch.retarget_source(first.source, repository, branch)
         if new != first.source:
             first.source = new
-            _atomic_write(path, notebook_text(nb).encode("utf-8"))
+            atomic_write_bytes(path, notebook_text(nb).encode("utf-8"))
             changed.append(path)
     return changed
 
@@ -751,21 +751,6 @@ def _first_difference(expected: str, actual: str) -> str:
     if e.get("metadata") != a.get("metadata"):
         return "notebook metadata differs"
     return "formatting differs"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a reader (JupyterLab) never sees half a file."""
-    # mkstemp creates the file 0600; give it the old file's mode, else a usual 0644.
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

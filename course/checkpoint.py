@@ -10,8 +10,6 @@ half-written one. safetensors (not pickle) means loading a checkpoint cannot run
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from course.atomic import atomic_replace
 from course.errors import CheckpointError
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -26,39 +25,9 @@ WEIGHTS_NAME = "model.safetensors"
 _META_KEY = "course"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_replace(path, lambda tmp: save_file(cpu, tmp, metadata=meta))
 
 
 def unique_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -84,7 +84,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     model, tok, _ = load_run(args.run_dir, args.device)
     texts = sample_texts(model, tok, n=args.num_samples, max_new_tokens=args.max_new_tokens,
                          seed=args.seed, prompt=args.prompt, temperature=args.temperature,
-                         top_k=args.top_k, top_p=args.top_p)
+                         top_k=args.top_k or None, top_p=args.top_p)
     print("\n\n----------\n\n".join(texts))
     return 0
 
@@ -134,9 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("run_dir")
     sa.add_argument("--prompt", default="", help="text to continue (default: start of a document)")
     sa.add_argument("--max-new-tokens", type=int, default=200)
-    sa.add_argument("--temperature", type=float, default=0.8)
-    sa.add_argument("--top-k", type=int, default=None)
-    sa.add_argument("--top-p", type=float, default=None)
+    # the defaults are the settings `course run` writes samples.txt with
+    sa.add_argument("--temperature", type=float, default=0.8, help="default 0.8; 0 = greedy")
+    sa.add_argument("--top-k", type=int, default=0, help="keep the K likeliest tokens (default 0: off)")
+    sa.add_argument("--top-p", type=float, default=0.95,
+                    help="keep the smallest set holding this probability (default 0.95; 1 = off)")
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--num-samples", type=int, default=1)
     sa.add_argument("--device", default="auto")

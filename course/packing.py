@@ -16,7 +16,10 @@ Conventions (shared with the rest of the package, see ARCHITECTURE.md):
   belongs to that document; padding has id ``-1``.
 
 The stream's last, incomplete block (the *tail*) is either dropped (training: every block
-is full) or padded (evaluation: every token gets scored).
+is full) or padded (evaluation: no token of the stream is left out). Scoring blocks one by
+one still leaves each block's first token unpredicted and restarts the context at every
+block, so such a number is a per-block estimate; `course.evaluate.strided_nll` scores every
+token but the first, with overlapping context.
 
 A trap with padding: our labels mark padding by *position* (-100 exactly where padding was
 added), so reusing the EOS id as the pad id is harmless here. A collator that masks by *id*

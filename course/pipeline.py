@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from course import __version__, distributed
-from course.checkpoint import WEIGHTS_NAME, atomic_write_text, load_weights, save_weights
+from course.atomic import atomic_write_text
+from course.checkpoint import WEIGHTS_NAME, load_weights, save_weights
 from course.errors import CheckpointError, ConfigError
 from course.presets import Preset, default_preset_name, get_preset
 from course.train import TrainConfig, resolve_device, train
@@ -84,13 +85,17 @@ def run_pipeline(
 
     if tokenizer not in TOKENIZER_KINDS:
         raise ConfigError(f"unknown tokenizer {tokenizer!r}: choose one of {', '.join(TOKENIZER_KINDS)}")
-    preset_name = preset or default_preset_name()
+    dev = resolve_device(device)  # fail on a bad device before any slow work
+    # Resuming: what the command line leaves out is taken from the run being continued.
+    saved = _resumable_config(out_dir) if resume else None
+    preset_name = preset or (saved or {}).get("preset") or default_preset_name(dev)
     p = get_preset(preset_name)
+    if saved is not None and max_steps is None and preset_name == saved.get("preset"):
+        max_steps = saved.get("train", {}).get("max_steps")
     if max_steps is not None:
         if max_steps < 1:
             raise ConfigError(f"--max-steps must be >= 1, got {max_steps}")
         p = p.with_overrides(max_steps=max_steps)
-    dev = resolve_device(device)  # fail on a bad device before any slow work
     ctx = distributed.init_from_env()  # under torchrun: join the process group
     torch.manual_seed(seed)
 
@@ -117,9 +122,11 @@ def run_pipeline(
     config = {
         "course_version": __version__, "preset": preset_name, "tokenizer": tokenizer,
         "corpus": {"name": corp.name, "source": corp.source, "train_docs": len(corp.train),
-                   "val_docs": len(corp.val)},
+                   "val_docs": len(corp.val), "sha256": _fingerprint(corp.train, corp.val)},
         "model": mcfg.to_dict(), "train": asdict(tcfg), "world_size": ctx.world_size,
     }
+    if saved is not None:
+        _check_same_run(out, saved, config)  # before anything in the run directory is replaced
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         tok.save(out)
@@ -153,6 +160,66 @@ def run_pipeline(
         metrics["entropy_floor_bits_per_byte"] = corp.meta["entropy_rate"] / 0.6931471805599453
     atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=1))
     return metrics
+
+
+# Settings a resumed run may change: where and how fast it computes, not what.
+_RESUME_MAY_CHANGE = {"device", "dtype", "compile", "log_interval", "checkpoint_interval"}
+
+
+def _fingerprint(train_docs: list[str], val_docs: list[str]) -> str:
+    """A short hash of the exact split, so that a resumed run provably sees the same data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part, docs in ((b"train", train_docs), (b"val", val_docs)):
+        h.update(part)
+        for doc in docs:
+            data = doc.encode("utf-8")
+            h.update(len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()[:16]
+
+
+def _resumable_config(out_dir: str | Path | None) -> dict[str, Any]:
+    """The config of the run that `--resume` would continue; a clear error if there is none."""
+    from course.checkpoint import CHECKPOINT_NAME
+
+    if out_dir is None:
+        raise ConfigError("--resume needs --out RUN_DIR: the directory of the run to continue")
+    out = Path(out_dir)
+    missing = [name for name in (CHECKPOINT_NAME, CONFIG_NAME) if not (out / name).is_file()]
+    if missing:
+        raise ConfigError(
+            f"cannot resume: {out} has no {' and no '.join(missing)}. Start without --resume, "
+            "or point --out at the directory of the run to continue.")
+    try:
+        return json.loads((out / CONFIG_NAME).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{out / CONFIG_NAME} is corrupted ({e}); start a new run") from None
+
+
+def _check_same_run(out: Path, saved: dict[str, Any], now: dict[str, Any]) -> None:
+    """Refuse to resume with other data, tokenizer, model or schedule: the checkpoint's
+    weights would be continued on a different problem (or paired with a different
+    tokenizer), which no error further down would catch."""
+    now = json.loads(json.dumps(now))  # as stored: tuples become lists
+    diffs: list[str] = []
+
+    def walk(a: Any, b: Any, where: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(a.keys() & b.keys()):  # a key an older run lacks is not compared
+                if not (where == "train" and k in _RESUME_MAY_CHANGE):
+                    walk(a[k], b[k], f"{where}.{k}")
+        elif a != b:
+            diffs.append(f"{where}: {a!r} in the run, {b!r} now")
+
+    for key in ("preset", "tokenizer", "corpus", "model", "train"):
+        if key in saved and key in now:
+            walk(saved[key], now[key], key)
+    if diffs:
+        raise ConfigError(
+            f"cannot resume {out}: it was started with other settings, and continuing would mix "
+            "two runs:\n  " + "\n  ".join(diffs) + "\nPass the run's own settings (see its "
+            f"{CONFIG_NAME}), or start a new run without --resume.")
 
 
 def sample_texts(model, tok, *, n: int = 3, max_new_tokens: int = 200, seed: int = 0,
@@ -209,9 +276,13 @@ def export_run(run_dir: str | Path, to: str | Path) -> Path:
     dest = Path(to)
     dest.mkdir(parents=True, exist_ok=True)
     hf = to_hf_gpt2(model)
-    hf.config.bos_token_id = hf.config.eos_token_id = tok.eos_id
+    # Our one special token starts and ends documents. `generate()` reads its stopping and
+    # padding ids from the generation config, which was copied when the model was built.
+    for cfg in (hf.config, hf.generation_config):
+        cfg.bos_token_id = cfg.eos_token_id = tok.eos_id
+    hf.generation_config.pad_token_id = tok.eos_id
     hf.save_pretrained(dest)
-    tok.to_hf().save_pretrained(dest)
+    tok.save(dest)  # a standard tokenizer directory, loadable by transformers 4 and 5
     return dest
 
 

@@ -104,8 +104,11 @@ def get_preset(name: str) -> Preset:
         ) from None
 
 
-def default_preset_name() -> str:
-    """`gpu` when CUDA is present, `tiny` otherwise."""
+def default_preset_name(device: object = None) -> str:
+    """`gpu` when training on CUDA, `tiny` otherwise. `device` (a torch.device or a name)
+    is where the run will train; None means wherever CUDA is present."""
     import torch
 
-    return "gpu" if torch.cuda.is_available() else "tiny"
+    if device is None:
+        return "gpu" if torch.cuda.is_available() else "tiny"
+    return "gpu" if torch.device(device).type == "cuda" else "tiny"

@@ -35,7 +35,8 @@ from typing import Any
 import torch
 
 from course import distributed
-from course.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
+from course.atomic import atomic_write_text
+from course.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from course.errors import ConfigError, TrainingDiverged
 
 HISTORY_NAME = "history.json"
@@ -335,7 +336,9 @@ def train(
             done = step + 1
 
             is_eval = done % cfg.eval_interval == 0 or done == cfg.max_steps
-            if done % log_every == 0 or is_eval or done == end:
+            is_ckpt = out is not None and (done % ckpt_every == 0 or done == end)
+            # A checkpoint step is always a log step: its loss is checked before it is saved.
+            if done % log_every == 0 or is_eval or is_ckpt or done == end:
                 mean_loss = distributed.mean_across(loss_acc / acc_steps, ctx).item()
                 loss_acc.zero_()
                 acc_steps = 0
@@ -362,7 +365,7 @@ def train(
                 if callback is not None and ctx.is_main:
                     callback(record)
             bar.update(1)
-            if out is not None and (done % ckpt_every == 0 or done == end):
+            if is_ckpt:
                 tc = time.perf_counter()
                 checkpoint(done)
                 excluded += time.perf_counter() - tc

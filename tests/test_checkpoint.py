@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 import torch
 
 import course.checkpoint as ck
+from course.atomic import atomic_write_text
 from course.errors import CheckpointError
 from course.model import GPT, GPTConfig
 
@@ -58,6 +62,27 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypat
         ck.save_checkpoint(path, model, opt, step=2)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # no temp file left
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path, umask, mode):
+    """A temporary file is private (0600) and a rename keeps its mode: without a chmod,
+    every run file would be unreadable to the rest of a shared group or a web server."""
+    model, opt = model_and_optimizer()
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "metrics.json", "{}")
+        ck.save_weights(model, tmp_path / "model.safetensors")
+        ck.save_checkpoint(tmp_path / "c.safetensors", model, opt, step=1)
+    finally:
+        os.umask(old)
+    for p in tmp_path.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == mode, p.name
+    # a file that is replaced keeps the mode it had (a notebook, say, that was made 0640)
+    os.chmod(tmp_path / "metrics.json", 0o640)
+    atomic_write_text(tmp_path / "metrics.json", "{\"a\": 1}")
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == 0o640
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])

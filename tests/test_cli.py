@@ -123,3 +123,50 @@ def test_console_script_help_lists_the_subcommands():
                          text=True, check=True).stdout
     for cmd in ("run", "evaluate", "sample", "export", "lessons", "solutions", "grade"):
         assert cmd in out
+
+
+def test_resume_takes_the_runs_preset_and_step_count_when_not_given(run_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    args = ["run", "--corpus", "synthetic", "--tokenizer", "char", "--no-progress", "--device", "cpu"]
+    assert main([*args, "--out", str(copy), "--resume", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out.split("\nsample")[0])
+    assert m["preset"] == "tiny" and m["steps"] == 40
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (["--seed", "1"], ["train.seed: 0 in the run, 1 now", "corpus.sha256"]),
+    (["--max-steps", "80"], ["train.max_steps: 40 in the run, 80 now"]),
+    (["--preset", "cpu"], ["preset: 'tiny' in the run, 'cpu' now", "model.n_layer"]),
+])
+def test_resume_with_other_settings_is_refused_and_the_run_left_untouched(run_dir, tmp_path, capsys, extra, expected):
+    """Continuing a checkpoint on other data, another model or another schedule would mix
+    two runs; the error names each difference, and no file of the run is rewritten."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    args = [a for a in RUN_ARGS if a not in ("--max-steps", "40", "--preset", "tiny")]
+    assert main([*args, *extra, "--out", str(copy), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "start a new run without --resume" in err
+    for text in expected:
+        assert text in err
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+
+
+def test_resume_needs_the_run_directory(tmp_path, capsys):
+    assert main([*RUN_ARGS, "--resume"]) == 2
+    assert "--resume needs --out RUN_DIR" in capsys.readouterr().err
+    assert main([*RUN_ARGS, "--out", str(tmp_path), "--resume"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+
+
+def test_sample_defaults_are_the_settings_of_samples_txt(run_dir, capsys):
+    assert main(["sample", str(run_dir), "--device", "cpu"]) == 0
+    first = (run_dir / "samples.txt").read_text().split("\n\n----------\n\n")[0]
+    assert capsys.readouterr().out.strip() == first.strip()
+    assert main(["sample", str(run_dir), "--device", "cpu", "--top-k", "0", "--top-p", "1"]) == 0  # both off

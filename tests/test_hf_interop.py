@@ -102,3 +102,26 @@ def test_text_generation_pipeline_runs_on_the_export(exported, hf):
     theirs = hf_model.generate(prompt, max_new_tokens=12, do_sample=False,
                                pad_token_id=hf_tok.eos_token_id)[0].tolist()
     assert ours == theirs
+
+
+def test_exported_generation_stops_at_the_end_of_text_token(exported, hf):
+    """generate() stops at EOS by default: the generation config names our EOS (and pads
+    with it), and the tokenizer config names a class every transformers version has."""
+    _, dest = exported
+    hf_tok, hf_model = hf
+    gen = json.loads((dest / "generation_config.json").read_text())
+    eos = hf_tok.eos_token_id
+    assert gen["eos_token_id"] == gen["bos_token_id"] == gen["pad_token_id"] == eos
+    assert json.loads((dest / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+    # make EOS the greedy choice at once: generation must stop after it, not run on
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class PreferEos(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            scores = scores.clone()
+            scores[:, eos] = scores.max() + 10.0
+            return scores
+
+    out = hf_model.generate(torch.tensor([[5, 6]]), max_new_tokens=6, do_sample=False,
+                            logits_processor=LogitsProcessorList([PreferEos()]))[0].tolist()
+    assert out == [5, 6, eos]

@@ -59,3 +59,11 @@ def test_gpu_preset_is_about_ten_million_parameters():
 
 def test_default_preset_follows_the_device():
     assert default_preset_name() == ("gpu" if torch.cuda.is_available() else "tiny")
+
+
+def test_the_default_preset_follows_the_device_the_run_trains_on():
+    """`course run --device cpu` on a GPU machine must not pick the hours-long gpu preset."""
+    assert default_preset_name("cpu") == "tiny"
+    assert default_preset_name(torch.device("cpu")) == "tiny"
+    assert default_preset_name(torch.device("cuda")) == "gpu"
+    assert default_preset_name("cuda:1") == "gpu"

@@ -138,20 +138,28 @@ class _Poisoned(GPT):
         return logits, loss
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize(("log_interval", "poison_after", "nan_at", "good"), [
+    (1, 4, 5, 4),
+    # logs every 3 steps, checkpoints every 2: the step-4 checkpoint would hold the
+    # diverged weights unless its loss is checked before it is saved
+    (3, 3, 4, 2),
+])
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
+        tmp_path, log_interval, poison_after, nan_at, good):
     torch.manual_seed(0)
     model = _Poisoned(GPTConfig(vocab_size=17, block_size=16, n_layer=1, n_head=2, n_embd=16))
 
-    def poison_after_step_4(record):
-        if record["step"] == 4:
+    def poison(record):
+        if record["step"] == poison_after:
             model.poison = True
 
-    with pytest.raises(TrainingDiverged, match=r"became nan at step 5.*last good checkpoint"):
-        train(model, toy_blocks(32), None, cfg(checkpoint_interval=2, eval_interval=100),
-              out_dir=tmp_path, callback=poison_after_step_4, progress=False)
+    with pytest.raises(TrainingDiverged, match=rf"became nan at step {nan_at}.*last good checkpoint"):
+        train(model, toy_blocks(32), None,
+              cfg(checkpoint_interval=2, eval_interval=100, log_interval=log_interval),
+              out_dir=tmp_path, callback=poison, progress=False)
     fresh = GPT(model.config)
     info = load_checkpoint(tmp_path / CHECKPOINT_NAME, fresh)
-    assert info["step"] == 4
+    assert info["step"] == good
     assert all(torch.isfinite(p).all() for p in fresh.parameters())
 
 
