@@ -163,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     except CourseError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the user gave cannot be read or written
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; check the path, and that it may be read or "
+              "written there", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint (if any) is kept in the run directory", file=sys.stderr)
         return 130

@@ -170,3 +170,12 @@ def test_sample_defaults_are_the_settings_of_samples_txt(run_dir, capsys):
     first = (run_dir / "samples.txt").read_text().split("\n\n----------\n\n")[0]
     assert capsys.readouterr().out.strip() == first.strip()
     assert main(["sample", str(run_dir), "--device", "cpu", "--top-k", "0", "--top-p", "1"]) == 0  # both off
+
+
+def test_a_path_that_cannot_be_written_is_one_line_not_a_traceback(run_dir, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["export", str(run_dir), "--to", str(blocker / "hf")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Not a directory") and str(blocker / "hf") in err
+    assert "check the path" in err and "Traceback" not in err
