@@ -393,7 +393,7 @@ class GPT(nn.Module):
                               f"(idx[:, -{c.block_size}:]) or use a model with a larger block_size")
         if torch.compiler.is_compiling():
             # Reading values back would break the graph and stall the GPU at every step;
-            # `train` checks the whole dataset once instead (`check_token_ids`).
+            # `train` checks the whole dataset once instead (`check_inputs`).
             return
         lo, hi = torch.stack(torch.aminmax(idx)).tolist()  # one read-back, not two
         if lo < 0 or hi >= c.vocab_size:
