@@ -86,3 +86,23 @@ def test_grading_a_fresh_lesson_and_its_solution():
     assert {e["status"] for e in lesson["exercises"]} == {"not attempted"}
     solution = grade_notebook(SOLUTIONS / "01_text_to_tokens.ipynb", timeout=120)
     assert solution["passed"] == solution["total"] == lesson["total"]
+
+
+def test_lesson_06_passes_every_training_setting_of_its_preset():
+    """Lesson 06 spells its TrainConfig out field by field (the settings are the lesson).
+    A preset field that TrainConfig also has must appear there, unless every preset keeps
+    TrainConfig's default for it: otherwise the lesson would silently train with other
+    settings than `course run` and the benchmarks."""
+    from dataclasses import fields
+
+    from course.presets import PRESETS, Preset
+    from course.train import TrainConfig
+
+    nb = nbformat.read(ROOT / "solutions" / "06_training.ipynb", as_version=4)
+    call = next(c.source for c in nb.cells if c.cell_type == "code" and "train_cfg = TrainConfig(" in c.source)
+    passed = set(re.findall(r"(\w+)=preset\.\1\b", call))
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    shared = {f.name for f in fields(Preset)} & set(defaults)
+    needed = {name for name in shared
+              if any(getattr(p, name) != defaults[name] for p in PRESETS.values())}
+    assert needed and needed <= passed, f"lesson 06 does not pass {sorted(needed - passed)}"
