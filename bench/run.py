@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -28,11 +29,13 @@ sys.path.insert(0, str(HERE))
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 
+@functools.cache
 def find_shakespeare() -> Path | None:
     """Tiny Shakespeare for the quality rows: $COURSE_SHAKESPEARE, else shared/data/ beside
     the repository (the team's machines) or inside it (a copy taken to a GPU machine, where
     only the repository travels; /shared/ is git-ignored). The file is checked by hash, so
-    a different text can never be reported as this benchmark."""
+    a different text can never be reported as this benchmark. Looked up on first use, not
+    at import."""
     import hashlib
 
     env = os.environ.get("COURSE_SHAKESPEARE")
@@ -47,8 +50,6 @@ def find_shakespeare() -> Path | None:
     return None
 
 
-SHAKESPEARE = find_shakespeare()
-
 
 def best_of(fn, repeat: int = 3) -> tuple[float, Any]:
     """Fastest of `repeat` runs (the least disturbed by other processes) and the last result."""
@@ -61,8 +62,9 @@ def best_of(fn, repeat: int = 3) -> tuple[float, Any]:
 
 
 def corpus_text(n_chars: int | None) -> tuple[str, str]:
-    if SHAKESPEARE is not None:
-        text = SHAKESPEARE.read_text(encoding="utf-8")
+    path = find_shakespeare()
+    if path is not None:
+        text = path.read_text(encoding="utf-8")
         name = "tinyshakespeare"
     else:
         from course.data import load_corpus
@@ -230,7 +232,8 @@ def bench_quality(device: str) -> dict[str, Any]:
     CPU: the validation loss the preset reaches (its step count is sized for 180 s of
     training on 2 cores). GPU: also the wall time at which validation first reaches 1.47.
     """
-    if SHAKESPEARE is None:
+    path = find_shakespeare()
+    if path is None:
         return {"quality_skipped": "tinyshakespeare.txt not found (see find_shakespeare)"}
     from course.model import GPT
     from course.packing import pack_documents
@@ -239,7 +242,7 @@ def bench_quality(device: str) -> dict[str, Any]:
     from course.tokenizer import CharTokenizer
     from course.train import train
 
-    text = SHAKESPEARE.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
     n = int(0.9 * len(text))  # the classic split: first 90% train, last 10% validation
     tok = CharTokenizer().train([text])
     preset = get_preset("gpu" if device == "cuda" else "cpu")
