@@ -32,7 +32,9 @@ __all__ = [
     "exercise",
     "expect_close",
     "expect_equal",
+    "expect_contract",
     "expect_type",
+    "hint",
     "square",
 ]
 
@@ -41,6 +43,13 @@ EXERCISES: dict[str, Callable[..., None]] = {}
 
 # Names of the framework itself; an exercise with one of these names would be shadowed.
 _RESERVED = (frozenset(__all__) - {"square"}) | {"checks", "describe_args", "load_all", "show"}
+
+#: Further help per exercise, most general first; `hint(name)` or a second failure of the
+#: same check reveals the next level. Filled by `@exercise(name, hints=...)`.
+HINTS: dict[str, tuple[str, ...]] = {}
+# How many failures each exercise has had, and how many hint levels were shown (this session).
+_FAILURES: dict[str, int] = {}
+_SHOWN: dict[str, int] = {}
 
 _MAX_REPR = 160
 
@@ -61,6 +70,7 @@ class CheckFailed(AssertionError):
         self.exercise = exercise
         self.detail = detail
         self.hint = hint
+        self.more: str | None = None  # a further hint level, added on a repeated failure
         message = f"{exercise}: {detail}"
         if hint:
             message = f"{message.rstrip('.')}. Hint: {hint}"
@@ -69,7 +79,10 @@ class CheckFailed(AssertionError):
     def _render_traceback_(self) -> list[str]:
         # IPython shows these lines instead of the traceback: the grader's frames are
         # noise to a learner, the message already names the input.
-        return [f"✗ {self}"]
+        lines = [f"✗ {self}"]
+        if self.more:
+            lines.append(f"  More help: {self.more}")
+        return lines
 
 
 class NotAttempted(Exception):
@@ -90,7 +103,7 @@ class NotAttempted(Exception):
         return [f"○ {self}"]
 
 
-def exercise(name: str | None = None) -> Callable[[_F], _F]:
+def exercise(name: str | None = None, hints: Sequence[str] = ()) -> Callable[[_F], _F]:
     """Register a check under `name` (default: the function's name) and make it friendly.
 
     The decorated check receives whatever the lesson passes (usually the learner's
@@ -101,7 +114,9 @@ def exercise(name: str | None = None) -> Callable[[_F], _F]:
     * turns any other exception into CheckFailed with its type and message (the deep
       traceback is hidden; the message says how to see it);
     * prints one line, `✓ name: N cases passed`, and returns None, so the cell's output
-      is the same on every run and nbval can compare it.
+      is the same on every run and nbval can compare it;
+    * from the second failure on, adds the next level of `hints` (general help that
+      never spells out the answer line) to the failure; `hint(name)` shows it on demand.
     """
 
     def register(check: _F) -> _F:
@@ -123,7 +138,12 @@ def exercise(name: str | None = None) -> Callable[[_F], _F]:
             token = _CALLS.set(counter)
             try:
                 cases = check(*args, **kwargs)
-            except (CheckFailed, NotAttempted):
+            except CheckFailed as e:
+                _FAILURES[ex_name] = _FAILURES.get(ex_name, 0) + 1
+                if _FAILURES[ex_name] >= 2 and e.more is None:
+                    e.more = _next_hint(ex_name)
+                raise
+            except NotAttempted:
                 raise
             except NotImplementedError:
                 raise NotAttempted(ex_name) from None
@@ -142,33 +162,86 @@ def exercise(name: str | None = None) -> Callable[[_F], _F]:
                 print(f"✓ {ex_name}: passed")
 
         EXERCISES[ex_name] = run
+        HINTS[ex_name] = tuple(hints)
         return run  # type: ignore[return-value]
 
     return register
 
 
 def call(name: str, fn: Callable[..., Any], *args: Any, inputs_desc: str | None = None,
-         **kwargs: Any) -> Any:
+         may_change: Sequence[int | str] = (), **kwargs: Any) -> Any:
     """Call the learner's `fn(*args, **kwargs)`, turning its crashes into check outcomes.
 
     This is where the input is known, so a crash is reported *with* the input that
     caused it. `inputs_desc` is how the input is shown (default: the arguments' reprs).
+
+    Every argument that holds data (lists, tuples, dicts, sets, tensors, arrays) must come
+    back unchanged: a function that edits its caller's list or tensor in place breaks the
+    cells that use that input afterwards, so it fails here, naming the argument. Arguments
+    the exercise is *meant* to change (a model, an optimizer) are listed in `may_change`
+    by position (from 0) or keyword.
     """
     counter = _CALLS.get()
     if counter is not None:
         counter[0] += 1
+    before = {key: _snapshot(value) for key, value in [*enumerate(args), *kwargs.items()]
+              if key not in may_change}
+    if inputs_desc is None:  # described now: the call may change what the arguments show
+        inputs_desc = describe_args(*args, **kwargs)
     try:
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     except (CheckFailed, NotAttempted):
         raise
     except NotImplementedError:
         raise NotAttempted(name) from None
     except Exception as e:
-        desc = inputs_desc if inputs_desc is not None else describe_args(*args, **kwargs)
         raise CheckFailed(
-            name, f"on input {desc} your code raised {_exc_text(e)}",
+            name, f"on input {inputs_desc} your code raised {_exc_text(e)}",
             hint="call your function on that input in a cell of its own to see the full traceback",
         ) from None
+    for key, snap in before.items():
+        if snap is _NO_SNAPSHOT:
+            continue
+        now = args[key] if isinstance(key, int) else kwargs[key]
+        if not _unchanged(snap, now):
+            which = f"argument {key + 1}" if isinstance(key, int) else f"argument {key}="
+            raise CheckFailed(
+                name, f"on input {inputs_desc} your function changed its {which} in place: it was "
+                      f"{show(snap)} before the call and {show(now)} after",
+                hint="do not modify the caller's data (no .append/.extend/+= on an input list, "
+                     "no in-place tensor ops such as /= or .add_() on an input); build a new "
+                     "list or tensor instead, because later cells reuse the same input")
+    return result
+
+
+def hint(name: str) -> None:
+    """Print the next level of help for exercise `name` (each call reveals one more)."""
+    from course import checks  # every lesson's checks, so any exercise name is known
+
+    checks.load_all()
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise named {name!r}; available: {', '.join(sorted(EXERCISES))}")
+    print(f"{name}: {_next_hint(name)}")
+
+
+def expect_contract(name: str, inputs_desc: str, spec: Any, got: Any,
+                    hint: str | None = None) -> None:
+    """Raise CheckFailed unless `got` has exactly the type `spec` that the docstring promises.
+
+    `spec` is written like a type hint: `list[list[int]]`, `tuple[list[int], list[int]]`,
+    `dict[str, int]`, `float`, `torch.Tensor`, `str | None`. Matching is strict, because
+    later cells rely on the contract: a tuple is not a list, a bool is not an int, a dict
+    is not a list, a 0-dim tensor is not a float, and no subclass (whose `==` could say
+    anything) stands in for a list or a tensor. `float` accepts Python and NumPy floats
+    (and ints); `int` accepts Python and NumPy integers.
+    """
+    problem = _contract_problem(spec, got, "")
+    if problem is None:
+        return
+    detail = f"expected {_spec_name(spec)}, got {problem}"
+    if got is None:
+        detail += " (did the function forget to `return`?)"
+    raise CheckFailed(name, _on(inputs_desc) + detail, hint)
 
 
 def describe_args(*args: Any, **kwargs: Any) -> str:
@@ -309,10 +382,179 @@ def _is_tensor(x: Any) -> bool:
 
 
 def _same(expected: Any, got: Any) -> bool:
+    """Strict equality: containers must be of the very same type all the way down (a tuple
+    does not equal a list, and an object whose `__eq__` always says True equals nothing)."""
+    if _is_number(expected) and _is_number(got):
+        return expected == got
+    if type(expected) is not type(got):
+        return False
+    if isinstance(expected, (list, tuple)):
+        return len(expected) == len(got) and all(map(_same, expected, got))
+    if isinstance(expected, dict):
+        return expected.keys() == got.keys() and all(_same(v, got[k]) for k, v in expected.items())
     try:
         return bool(expected == got)
     except Exception:  # e.g. numpy arrays: truth value is ambiguous
         return False
+
+
+# ---------------------------------------------------------------- contracts and copies
+
+_NO_SNAPSHOT = object()
+
+
+def _snapshot(value: Any) -> Any:
+    """A deep copy of an argument's data, to compare after the call; tensors are cloned.
+
+    Models, optimizers, generators and functions are not data the learner should compare,
+    and may legitimately change: they get no snapshot.
+    """
+    import copy
+
+    if isinstance(value, (str, bytes, int, float, complex, bool, type(None), range)):
+        return _NO_SNAPSHOT  # immutable
+    if _is_tensor(value):
+        return value.detach().clone()
+    if isinstance(value, (list, tuple, dict, set, bytearray)) or type(value).__module__ == "numpy":
+        try:
+            return copy.deepcopy(value)
+        except Exception:
+            return _NO_SNAPSHOT
+    return _NO_SNAPSHOT
+
+
+def _unchanged(before: Any, now: Any) -> bool:
+    import numpy as np
+
+    if _is_tensor(before):
+        import torch
+
+        return (_is_tensor(now) and now.shape == before.shape and now.dtype == before.dtype
+                and bool(torch.equal(now.detach(), before)
+                         or (before.is_floating_point()
+                             and torch.equal(torch.nan_to_num(now.detach(), nan=0.5),
+                                             torch.nan_to_num(before, nan=0.5)))))
+    if isinstance(before, np.ndarray):
+        return (isinstance(now, np.ndarray) and now.shape == before.shape
+                and bool(np.array_equal(now, before, equal_nan=before.dtype.kind in "fc")))
+    if type(before) is not type(now):
+        return False
+    if isinstance(before, (list, tuple)):
+        return len(before) == len(now) and all(map(_unchanged, before, now))
+    if isinstance(before, dict):
+        return before.keys() == now.keys() and all(_unchanged(v, now[k]) for k, v in before.items())
+    try:
+        return bool(before == now)
+    except Exception:
+        return False
+
+
+def _spec_name(spec: Any) -> str:
+    import types
+    import typing
+
+    origin = typing.get_origin(spec)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_spec_name(a) for a in typing.get_args(spec))
+    if origin is not None:
+        args = typing.get_args(spec)
+        inner = ", ".join("..." if a is Ellipsis else _spec_name(a) for a in args)
+        return f"{origin.__name__}[{inner}]"
+    if spec is None or spec is type(None):
+        return "None"
+    return _type_name(spec) if isinstance(spec, type) else str(spec)
+
+
+def _kind(got: Any) -> str:
+    return "a torch.Tensor" if _is_tensor(got) else _a(type(got).__name__)
+
+
+def _contract_problem(spec: Any, got: Any, where: str) -> str | None:
+    """None if `got` matches `spec`; else what it is instead, with the path to the fault."""
+    import types
+    import typing
+
+    at = f" at {where}" if where else ""
+    if got is None and not (spec is None or spec is type(None)):
+        none_ok = typing.get_origin(spec) in (typing.Union, types.UnionType) and any(
+            a is type(None) for a in typing.get_args(spec))
+        if not none_ok:
+            return f"None{at}"
+    origin = typing.get_origin(spec)
+    if origin in (typing.Union, types.UnionType):
+        problems = [_contract_problem(a, got, where) for a in typing.get_args(spec)]
+        return None if any(p is None for p in problems) else min(problems, key=len)
+    if spec is None or spec is type(None):
+        return None if got is None else f"{_kind(got)}{at}: {show(got)}"
+    if spec is Any:
+        return None
+    if origin is None:
+        if _matches_leaf(spec, got):
+            return None
+        return f"{_kind(got)}{at}: {show(got)}"
+    if type(got) is not origin:
+        return f"{_kind(got)}{at}: {show(got)}"
+    args = typing.get_args(spec)
+    if origin is list or origin is set or origin is frozenset:
+        for i, item in enumerate(got):
+            p = _contract_problem(args[0], item, f"{where}[{i}]" if origin is list else where)
+            if p is not None:
+                return _nested(origin, p)
+        return None
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            items = [(args[0], g) for g in got]
+        else:
+            if len(got) != len(args):
+                return f"a tuple of {len(got)} items{at}: {show(got)} (expected {len(args)})"
+            items = list(zip(args, got, strict=True))
+        for i, (s, g) in enumerate(items):
+            p = _contract_problem(s, g, f"{where}[{i}]")
+            if p is not None:
+                return _nested(origin, p)
+        return None
+    if origin is dict:
+        for k, v in got.items():
+            p = _contract_problem(args[0], k, f"{where} (a key)")
+            if p is None:
+                p = _contract_problem(args[1], v, f"{where}[{k!r}]")
+            if p is not None:
+                return _nested(origin, p)
+        return None
+    return None if isinstance(got, origin) else f"{_kind(got)}{at}: {show(got)}"
+
+
+def _nested(origin: type, problem: str) -> str:
+    return f"{_a(origin.__name__)} holding {problem}"
+
+
+def _matches_leaf(spec: Any, got: Any) -> bool:
+    import numpy as np
+
+    if spec is int:
+        return (type(got) is int) or isinstance(got, np.integer)
+    if spec is float:
+        return type(got) in (int, float) or isinstance(got, (np.floating, np.integer))
+    if spec is bool:
+        return type(got) is bool or isinstance(got, np.bool_)
+    if isinstance(spec, type) and spec.__name__ == "Tensor" and spec.__module__.startswith("torch"):
+        return type(got).__name__ in ("Tensor", "Parameter") and type(got).__module__.startswith("torch")
+    if spec in (list, tuple, dict, set, str, bytes):
+        return type(got) is spec
+    return isinstance(spec, type) and isinstance(got, spec)
+
+
+def _next_hint(name: str) -> str:
+    """The next unseen level of help for `name` (and remember that it was shown)."""
+    levels = HINTS.get(name, ())
+    shown = _SHOWN.get(name, 0)
+    if shown < len(levels):
+        _SHOWN[name] = shown + 1
+        return f"(level {shown + 1} of {len(levels)}) {levels[shown]}"
+    if levels:
+        return (f"that was all {len(levels)} levels of help; re-read the exercise's docstring and "
+                "run your function by hand on the failing input")
+    return "run your function by hand on the failing input and compare with the docstring's example"
 
 
 def _first_difference(expected: Any, got: Any) -> str:
