@@ -14,8 +14,10 @@ the two can never drift apart:
 The same input always gives the same bytes, so `course lessons check` (in CI) can tell
 whether someone edited a solution and forgot to rebuild, or edited a lesson by hand.
 
-Grading executes a learner's notebook cell by cell with a per-cell time limit and reads
-each `check.<name>(...)` cell's outcome: passed, failed, not attempted or error.
+Every lesson carries its id in its metadata (`{"course": {"lesson": "03_packing"}}`), and
+`course lessons build` also writes the exercise manifest (`course/exercises.json`) from the
+solutions: which exercises each lesson has, and their points. Grading (`course.grading`)
+reads them from there, never from a learner's cells.
 """
 
 from __future__ import annotations
@@ -58,9 +60,7 @@ _DEF = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+(?P<name>\w+)")
 _HINT_PUNCTUATION = " \t:-–—"
 
 # A check cell calls `check.<name>(` outside a comment.
-_CHECK_CALL = re.compile(r"^[^#\n]*?\bcheck\.(?P<name>[A-Za-z_]\w*)\s*\(", re.MULTILINE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_TIMEOUT_ENAME = "CellTimeout"
 
 
 # ------------------------------------------------------------------ solutions → lessons
@@ -103,6 +103,8 @@ def lesson_from_solution(nb: NotebookNode, source: str | Path = "<notebook>") ->
         # JupyterLab and nbclient pick the kernel by name; "python3" is everyone's.
         "kernelspec": {**KERNELSPEC, "display_name": spec.get("display_name", KERNELSPEC["display_name"])},
         "language_info": {"name": "python"},
+        # which lesson this is, for the grader (which reads the exercises from its manifest)
+        "course": {"lesson": Path(source).stem},
     })
     return lesson
 
@@ -208,15 +210,21 @@ def lesson_text(solution: str | Path) -> str:
 
 
 def build_lessons(solutions_dir: str | Path = "solutions",
-                  lessons_dir: str | Path = "lessons") -> list[Path]:
-    """Regenerate every lesson from its solution; return the lesson files that changed.
+                  lessons_dir: str | Path = "lessons",
+                  manifest: str | Path | None = None) -> list[Path]:
+    """Regenerate every lesson from its solution; return the files that changed.
 
     Every lesson is generated before anything is written, so one malformed solution
     leaves `lessons/` untouched. Lessons whose solution is gone are deleted (returned
-    too), so renaming a solution does not leave a stale twin behind.
+    too), so renaming a solution does not leave a stale twin behind. With `manifest`, the
+    grader's exercise manifest is written there too (`course lessons build` writes the
+    package's).
     """
+    from course.grading import manifest_text
+
     solutions = solution_files(solutions_dir)
     texts = {p.name: lesson_text(p) for p in solutions}
+    manifest_data = manifest_text(solutions_dir).encode("utf-8") if manifest else None
     out_dir = Path(lessons_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     changed = []
@@ -230,12 +238,21 @@ def build_lessons(solutions_dir: str | Path = "solutions",
         if lesson.name not in texts:
             lesson.unlink()
             changed.append(lesson)
+    if manifest is not None and manifest_data is not None:
+        target = Path(manifest)
+        if not target.is_file() or target.read_bytes() != manifest_data:
+            atomic_write_bytes(target, manifest_data)
+            changed.append(target)
     return changed
 
 
 def check_lessons(solutions_dir: str | Path = "solutions",
-                  lessons_dir: str | Path = "lessons") -> list[str]:
-    """Differences between `lessons/` and what the solutions generate; [] means in sync."""
+                  lessons_dir: str | Path = "lessons",
+                  manifest: str | Path | None = None) -> list[str]:
+    """Differences between `lessons/` (and `manifest`, if given) and what the solutions
+    generate; [] means in sync."""
+    from course.grading import manifest_text
+
     solutions = solution_files(solutions_dir)
     out_dir = Path(lessons_dir)
     problems = []
@@ -255,6 +272,11 @@ def check_lessons(solutions_dir: str | Path = "solutions",
         for lesson in sorted(out_dir.glob("*.ipynb")):
             if lesson.name not in names:
                 problems.append(f"extra: {lesson} has no solution {Path(solutions_dir) / lesson.name}")
+    if manifest is not None:
+        target = Path(manifest)
+        if not target.is_file() or target.read_text(encoding="utf-8") != manifest_text(solutions_dir):
+            problems.append(f"stale: the exercise manifest {target} differs from what "
+                            f"{solutions_dir} declares")
     return problems
 
 
@@ -314,92 +336,22 @@ def execute_solutions(names: Sequence[str] | None = None, solutions_dir: str | P
     return done
 
 
-# ------------------------------------------------------------------------------- grading
-
-
-def grade_notebook(path: str | Path, timeout: int = 60) -> dict[str, Any]:
-    """Execute a learner's notebook and report every exercise's outcome.
-
-    Each code cell may run `timeout` seconds; a cell over the limit is interrupted and
-    reported, and grading goes on if the kernel recovers (it stops cleanly otherwise).
-    The notebook runs from memory with its own directory as working directory; the
-    learner's file is never written. Returns
-    `{"exercises": [{"name", "status", "message"}], "passed": N, "total": M}` with status
-    one of `passed`, `failed`, `not attempted`, `error`.
-    """
-    from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
-
-    path = Path(path)
-    nb = read_notebook(path)
-    outcomes: dict[int, _Outcome] = {}
-    replies: dict[int, dict[str, Any]] = {}
-
-    def record(cell: NotebookNode, cell_index: int, execute_reply: dict[str, Any]) -> None:
-        replies[cell_index] = execute_reply.get("content", {}) if execute_reply else {}
-
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", allow_errors=True, record_timing=False,
-        interrupt_on_timeout=True, shutdown_kernel="immediate",
-        # Without error_on_timeout, nbclient would wait for the interrupted cell's reply
-        # forever if the interrupt is ignored; with it, the cell is marked and we move on.
-        error_on_timeout={"ename": _TIMEOUT_ENAME, "evalue": f"timed out after {timeout} s",
-                          "traceback": []},
-        resources={"metadata": {"path": str(path.parent.resolve())}},
-        on_cell_executed=record,
-    )
-    stopped: str | None = None
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code" or not cell.source.strip():
-                continue
-            if stopped:
-                outcomes[index] = _Outcome("skipped", "", stopped)
-                continue
-            try:
-                client.execute_cell(cell, index)
-            except DeadKernelError:
-                outcomes[index] = _Outcome("error", "DeadKernelError",
-                                          "the kernel died in this cell (out of memory? exit()?)")
-                stopped = f"not graded: the kernel died in cell {index}"
-                continue
-            if index not in replies:  # nbclient skipped it (tag `skip-execution`)
-                outcomes[index] = _Outcome("skipped", "", "not graded: the cell was not executed "
-                                                          "(tagged skip-execution?)")
-                continue
-            outcomes[index] = _Outcome.from_reply(replies.pop(index), cell)
-            if outcomes[index].ename == _TIMEOUT_ENAME and not _kernel_responds(client, replies, timeout):
-                stopped = (f"not graded: cell {index} timed out and the kernel did not recover "
-                           "from the interrupt")
-    exercises = _exercise_results(nb, outcomes, timeout)
-    passed = sum(e["status"] == "passed" for e in exercises)
-    return {"exercises": exercises, "passed": passed, "total": len(exercises)}
-
-
-def format_grade(result: Mapping[str, Any]) -> str:
-    """A short table of `grade_notebook`'s result, for the terminal."""
-    rows = [(e["name"], e["status"], e["message"]) for e in result["exercises"]]
-    if not rows:
-        return "no exercises found (no cell calls check.<name>(...))"
-    w_name = max(len("exercise"), *(len(r[0]) for r in rows))
-    w_status = max(len("status"), *(len(r[1]) for r in rows))
-    lines = [f"{'exercise':<{w_name}}  {'status':<{w_status}}  message"]
-    lines += [f"{n:<{w_name}}  {s:<{w_status}}  {m}" for n, s, m in rows]
-    lines.append(f"{result['passed']}/{result['total']} passed")
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------------- CLI
 
 
 def add_cli(subparsers: Any) -> None:
-    """Register `lessons build|check`, `solutions execute` and `grade` on `subparsers`."""
+    """Register `lessons build|check|retarget` and `solutions execute` on `subparsers`."""
     def dirs(p: argparse.ArgumentParser, lessons: bool = True) -> None:
+        from course.grading import MANIFEST
+
         p.add_argument("--solutions-dir", default="solutions",
                        help="instructor notebooks (default: ./solutions)")
         if lessons:
             p.add_argument("--lessons-dir", default="lessons",
                            help="generated learner notebooks (default: ./lessons)")
+            p.add_argument("--manifest", default=str(MANIFEST),
+                           help="the grader's exercise manifest (default: the course package's "
+                                "exercises.json)")
 
     lessons = subparsers.add_parser("lessons", help="build / check the learner notebooks from solutions/")
     lsub = lessons.add_subparsers(dest="lessons_command", metavar="ACTION")
@@ -428,15 +380,10 @@ def add_cli(subparsers: Any) -> None:
     dirs(execute, lessons=False)
     execute.set_defaults(func=_cmd_solutions_execute)
 
-    grade = subparsers.add_parser("grade", help="grade a learner notebook")
-    grade.add_argument("notebook", metavar="NOTEBOOK")
-    grade.add_argument("--json", action="store_true", help="print the result as JSON")
-    grade.add_argument("--timeout", type=int, default=60, help="seconds per cell (default: 60)")
-    grade.set_defaults(func=_cmd_grade)
 
 
 def _cmd_lessons_build(args: argparse.Namespace) -> int:
-    changed = build_lessons(args.solutions_dir, args.lessons_dir)
+    changed = build_lessons(args.solutions_dir, args.lessons_dir, args.manifest)
     for path in changed:
         print(f"{'wrote' if path.exists() else 'removed'} {path}")
     if not changed:
@@ -445,7 +392,7 @@ def _cmd_lessons_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_lessons_check(args: argparse.Namespace) -> int:
-    problems = check_lessons(args.solutions_dir, args.lessons_dir)
+    problems = check_lessons(args.solutions_dir, args.lessons_dir, args.manifest)
     if not problems:
         print(f"{args.lessons_dir} is in sync with {args.solutions_dir}")
         return 0
@@ -493,12 +440,6 @@ def _cmd_solutions_execute(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_grade(args: argparse.Namespace) -> int:
-    result = grade_notebook(args.notebook, timeout=args.timeout)
-    print(json.dumps(result, indent=1, ensure_ascii=False) if args.json else format_grade(result))
-    return 0 if result["passed"] == result["total"] else 1
-
-
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -541,116 +482,6 @@ class _Where:
         ident = f", id {self.cell_id!r}" if self.cell_id else ""
         at = f", line {line}" if line is not None else ""
         return AuthoringError(f"{self.notebook}: cell {self.cell} (counting from 0{ident}){at}: {what}")
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """What one executed cell did: status 'ok', 'error' or 'skipped', the exception name
-    and message, and its stdout (where a passing check prints its line)."""
-
-    status: str
-    ename: str
-    evalue: str
-    stdout: str = ""
-
-    @classmethod
-    def from_reply(cls, reply: Mapping[str, Any], cell: NotebookNode) -> _Outcome:
-        stdout = "".join(o.get("text", "") for o in cell.get("outputs", [])
-                         if o.get("output_type") == "stream" and o.get("name") == "stdout")
-        if reply.get("status") == "error":
-            return cls("error", reply.get("ename", ""), _ANSI.sub("", reply.get("evalue", "")), stdout)
-        return cls("ok", "", "", stdout)
-
-
-def _exercise_results(nb: NotebookNode, outcomes: Mapping[int, _Outcome],
-                      timeout: int) -> list[dict[str, str]]:
-    """One entry per `check.<name>(` call, judged from its cell and the cells before it."""
-    results: list[dict[str, str]] = []
-    first = 0  # first cell belonging to the current exercise
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        names = [m["name"] for m in _CHECK_CALL.finditer(cell.source)]
-        if not names:
-            continue
-        before = [(i, outcomes[i]) for i in range(first, index) if i in outcomes]
-        out = outcomes.get(index, _Outcome("skipped", "", "not graded: the cell did not run"))
-        failing = None
-        if out.status == "error":
-            prefix = out.evalue.split(":", 1)[0].strip()
-            failing = prefix if prefix in names else None
-        for name in names:
-            passed_line = next((ln[2:].strip() for ln in out.stdout.splitlines()
-                                if ln.startswith(f"✓ {name}:")), None)
-            if passed_line is not None:
-                results.append(_entry(name, "passed", passed_line))
-            elif out.status == "ok":
-                results.append(_entry(name, "passed", "passed"))
-            elif failing is None or failing == name:
-                results.append(_judge(name, out, before, timeout))
-                failing = name
-            else:
-                results.append(_entry(name, "error", f"not run: the check of {failing} before it "
-                                                     "in the same cell stopped the cell"))
-        first = index + 1
-    return results
-
-
-def _judge(name: str, out: _Outcome, before: list[tuple[int, _Outcome]],
-           timeout: int) -> dict[str, str]:
-    """Status of an exercise whose check cell did not pass."""
-    timed_out = [i for i, o in before if o.ename == _TIMEOUT_ENAME]
-    if out.status == "skipped":
-        return _entry(name, "error", out.evalue)
-    if out.ename == _TIMEOUT_ENAME:
-        return _entry(name, "error", f"timed out after {timeout} s while checking "
-                                     "(an infinite loop in your code?)")
-    if timed_out:
-        return _entry(name, "error", f"cell {timed_out[0]} timed out after {timeout} s "
-                                     "(an infinite loop?), so this exercise could not be checked")
-    if out.ename == "CheckFailed":
-        return _entry(name, "failed", out.evalue)
-    unfinished = [i for i, o in before if o.ename == "NotImplementedError"]
-    if out.ename in ("NotAttempted", "NotImplementedError"):
-        return _entry(name, "not attempted", out.evalue or f"{name}: not attempted yet")
-    if out.ename == "NameError":
-        if "'check'" in out.evalue:
-            return _entry(name, "error", "`check` is not defined: the setup cell with "
-                                         "`from course import checks as check` did not run")
-        if unfinished:
-            return _entry(name, "not attempted", f"{name}: not attempted yet — cell {unfinished[0]} "
-                                                 "still raises NotImplementedError")
-        failed = [i for i, o in before if o.status == "error"]
-        cause = f" (cell {failed[0]} failed)" if failed else ""
-        return _entry(name, "not attempted", f"{name}: {out.evalue}{cause}")
-    return _entry(name, "error", f"{out.ename}: {out.evalue}")
-
-
-def _entry(name: str, status: str, message: str) -> dict[str, str]:
-    return {"name": name, "status": status, "message": message}
-
-
-def _kernel_responds(client: Any, replies: dict[int, dict[str, Any]], timeout: int) -> bool:
-    """After an interrupted timeout: does the kernel answer a trivial request?
-
-    If the learner's loop swallowed the interrupt, every later cell would also time out;
-    better to stop grading than to spend `timeout` seconds per remaining cell.
-    """
-    # nbclient stores the executed cell back at nb.cells[index]: give the probe its own slot.
-    cells = client.nb.cells
-    cells.append(nbformat.v4.new_code_cell("pass"))
-    index = len(cells) - 1
-    saved = client.timeout, client.iopub_timeout
-    # `pass` prints nothing: a responsive kernel is idle at once, no need to wait long.
-    client.timeout, client.iopub_timeout = min(timeout, 10), 1
-    try:
-        client.execute_cell(cells[index], index, store_history=False)
-    except Exception:
-        return False
-    finally:
-        client.timeout, client.iopub_timeout = saved
-        del cells[index]
-    return replies.pop(index, {}).get("ename") != _TIMEOUT_ENAME
 
 
 def _execution_failure(path: Path, index: int, e: BaseException, timeout: int) -> str:

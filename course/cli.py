@@ -6,7 +6,7 @@
     course export      write a Hugging Face (GPT-2) directory from a run
     course lessons     build / check the learner notebooks from solutions/
     course solutions   re-execute solution notebooks in place
-    course grade       grade a learner notebook
+    course grade       grade learner notebooks (one, or a whole class into a CSV gradebook)
 
 User errors print one line (`error: ...`) and exit with status 2; no traceback.
 """
@@ -102,62 +102,83 @@ def build_parser() -> argparse.ArgumentParser:
     from course.presets import PRESETS
 
     parser = argparse.ArgumentParser(
-        prog="course", description="Causal language-model pretraining, end to end.")
+        prog="course", description="Causal language-model pretraining, end to end.",
+        epilog="Run `course COMMAND --help` for a command's options; the README's quick start "
+               "is `course run`.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
 
     run = sub.add_parser("run", help="train a GPT end to end and write a run directory")
     run.add_argument("--corpus", default="default",
                      help="default (embedded Shakespeare), synthetic, pydoc, tinyshakespeare, or a PATH "
                           "to a text file or folder (default: %(default)s)")
-    run.add_argument("--tokenizer", default="bpe", choices=["bpe", "char", "hf-bpe"])
+    run.add_argument("--tokenizer", default="bpe", choices=["bpe", "char", "hf-bpe"],
+                     help="bpe: our byte-level BPE; char: one id per character; hf-bpe: the "
+                          "same BPE trained by Hugging Face tokenizers (default: %(default)s)")
     run.add_argument("--preset", default=None, choices=list(PRESETS),
                      help="model/training size (default: gpu with CUDA, tiny otherwise)")
     run.add_argument("--max-steps", type=int, default=None, help="override the preset's step count")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     run.add_argument("--out", default=None, help="run directory (default: runs/<corpus>-<tokenizer>-<preset>-<time>)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0,
+                     help="seeds the split, the tokenizer, the initial weights and the data order "
+                          "(default: %(default)s)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     run.add_argument("--json", action="store_true", help="print the metrics as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
 
     ev = sub.add_parser("evaluate", help="perplexity of a finished run on a text file")
-    ev.add_argument("run_dir")
+    ev.add_argument("run_dir", help="a directory written by `course run`")
     ev.add_argument("--text", required=True, help="UTF-8 text file to score")
     ev.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: block_size/2)")
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.set_defaults(func=_cmd_evaluate)
 
     sa = sub.add_parser("sample", help="continue a prompt with a finished run")
-    sa.add_argument("run_dir")
+    sa.add_argument("run_dir", help="a directory written by `course run`")
     sa.add_argument("--prompt", default="", help="text to continue (default: start of a document)")
-    sa.add_argument("--max-new-tokens", type=int, default=200)
+    sa.add_argument("--max-new-tokens", type=int, default=200,
+                    help="tokens to generate (default: %(default)s)")
     # the defaults are the settings `course run` writes samples.txt with
     sa.add_argument("--temperature", type=float, default=0.8, help="default 0.8; 0 = greedy")
     sa.add_argument("--top-k", type=int, default=0, help="keep the K likeliest tokens (default 0: off)")
     sa.add_argument("--top-p", type=float, default=0.95,
                     help="keep the smallest set holding this probability (default 0.95; 1 = off)")
-    sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--num-samples", type=int, default=1)
-    sa.add_argument("--device", default="auto")
+    sa.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    sa.add_argument("--num-samples", type=int, default=1,
+                    help="how many continuations to draw (default: %(default)s)")
+    sa.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     sa.set_defaults(func=_cmd_sample)
 
     ex = sub.add_parser("export", help="write a Hugging Face GPT-2 directory (model + tokenizer)")
-    ex.add_argument("run_dir")
+    ex.add_argument("run_dir", help="a directory written by `course run`")
     ex.add_argument("--to", required=True, help="output directory")
     ex.set_defaults(func=_cmd_export)
 
-    from course.authoring import add_cli
+    from course import authoring, grading
 
-    add_cli(sub)
+    authoring.add_cli(sub)
+    grading.add_cli(sub)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("course")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed; run `pip install -e .`)"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # `course` alone: say what there is, successfully
+        parser.print_help()
+        return 0
     try:
         return int(args.func(args) or 0)
     except CourseError as e:

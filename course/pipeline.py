@@ -281,6 +281,9 @@ def export_run(run_dir: str | Path, to: str | Path) -> Path:
     for cfg in (hf.config, hf.generation_config):
         cfg.bos_token_id = cfg.eos_token_id = tok.eos_id
     hf.generation_config.pad_token_id = tok.eos_id
+    # The learned position table has block_size rows: generating past it would index out of
+    # range, so `generate()` and the text-generation pipeline stop at the context length.
+    hf.generation_config.max_length = model.config.block_size
     hf.save_pretrained(dest)
     tok.save(dest)  # a standard tokenizer directory, loadable by transformers 4 and 5
     return dest

@@ -63,6 +63,36 @@ def test_causal_mask_mistakes_are_named(wrong, hint):
     assert hint in str(info.value)
 
 
+def mask_arange(T):  # another correct style
+    return torch.arange(T)[:, None] >= torch.arange(T)
+
+
+class AlwaysEqualTensor(torch.Tensor):
+    def __eq__(self, other):
+        return True
+
+
+def test_causal_mask_other_styles_pass_and_wrong_containers_fail():
+    check.causal_mask(mask_arange)
+    for wrong, got in [(lambda T: mask_ok(T).tolist(), "got a list"),
+                       (lambda T: mask_ok(T).numpy(), "got a ndarray"),
+                       (lambda T: mask_ok(T).as_subclass(AlwaysEqualTensor), "AlwaysEqualTensor")]:
+        with pytest.raises(CheckFailed, match="causal_mask: on input T=4 — expected torch.Tensor") as info:
+            check.causal_mask(wrong)
+        assert got in str(info.value)
+
+
+def test_causal_mask_fallback_hint_does_not_give_the_answer():
+    def mask_band(T):  # causal, but only the last two keys
+        i = torch.arange(T)
+        return (i[None, :] <= i[:, None]) & (i[None, :] >= i[:, None] - 1)
+
+    with pytest.raises(CheckFailed) as info:
+        check.causal_mask(mask_band)
+    message = str(info.value)
+    assert "True exactly where key j <= query i" in message and "tril" not in message
+
+
 def test_causal_mask_not_attempted():
     with pytest.raises(NotAttempted):
         check.causal_mask(todo)
@@ -184,6 +214,83 @@ def test_attention_overflow_is_explained():
     assert "torch.softmax, which subtracts each row's maximum" in str(info.value)
 
 
+def attention_softmax_mask_renormalise(q, k, v, mask):  # right on paper, NaN on large scores
+    w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1) * mask
+    return (w / w.sum(-1, keepdim=True)) @ v
+
+
+def attention_stable_exp_mask_renormalise(q, k, v, mask):
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    e = torch.exp(s - s.max(dim=-1, keepdim=True).values) * mask
+    return e / e.sum(dim=-1, keepdim=True) @ v
+
+
+def attention_exp_mask_renormalise(q, k, v, mask):
+    e = torch.exp(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))) * mask
+    return e / e.sum(-1, keepdim=True) @ v
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (attention_softmax_mask_renormalise, "the allowed weights underflow to 0 in float32, the row "
+                                         "sum is 0, and 0 / 0 = NaN"),
+    (attention_stable_exp_mask_renormalise, "0 / 0 = NaN. Remove the forbidden keys BEFORE the "
+                                            "softmax"),
+    (attention_exp_mask_renormalise, "multiplying by the mask gives inf * 0 = NaN"),
+])
+def test_attention_nan_hint_names_the_actual_cause(wrong, hint):
+    with pytest.raises(CheckFailed, match="large scores") as info:
+        check.masked_attention(wrong)
+    message = str(info.value)
+    assert "a NaN at index" in message and hint in message
+
+
+def test_attention_that_scales_q_in_place_is_rejected():
+    def attention_scales_q_in_place(q, k, v, mask):
+        q /= math.sqrt(q.size(-1))
+        scores = (q @ k.transpose(-2, -1)).masked_fill(~mask, float("-inf"))
+        return torch.softmax(scores, dim=-1) @ v
+
+    with pytest.raises(CheckFailed, match="changed its argument 1 in place") as info:
+        check.masked_attention(attention_scales_q_in_place)
+    assert "scaling in place (q /= math.sqrt(D)" in str(info.value)
+    assert "changes the caller's q" in str(info.value)
+
+
+def test_attention_that_changes_the_mask_is_rejected():
+    def attention_inverts_mask_in_place(q, k, v, mask):
+        hidden = mask.logical_not_()
+        scores = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).masked_fill(hidden, float("-inf"))
+        return torch.softmax(scores, dim=-1) @ v
+
+    with pytest.raises(CheckFailed, match="changed its argument 4 in place") as info:
+        check.masked_attention(attention_inverts_mask_in_place)
+    assert "no in-place tensor ops" in str(info.value)
+
+
+def test_attention_float64_and_einsum_styles_pass():
+    def attention_float64(q, k, v, mask):
+        out = attention_ok(q.double(), k.double(), v.double(), mask)
+        return out.float()
+
+    def attention_einsum(q, k, v, mask):
+        s = torch.einsum("bhid,bhjd->bhij", q, k) / math.sqrt(q.size(-1))
+        return torch.einsum("bhij,bhjd->bhid", s.masked_fill(~mask, -math.inf).softmax(-1), v)
+
+    check.masked_attention(attention_float64)
+    check.masked_attention(attention_einsum)
+
+
+@pytest.mark.parametrize("wrong, got", [
+    (lambda q, k, v, mask: attention_ok(q, k, v, mask).tolist(), "got a list"),
+    (lambda q, k, v, mask: attention_ok(q, k, v, mask).as_subclass(AlwaysEqualTensor),
+     "AlwaysEqualTensor"),
+])
+def test_attention_wrong_container_is_rejected(wrong, got):
+    with pytest.raises(CheckFailed, match="expected torch.Tensor") as info:
+        check.masked_attention(wrong)
+    assert got in str(info.value)
+
+
 def test_attention_returning_weights_is_explained():
     with pytest.raises(CheckFailed, match="expected one tensor"):
         check.masked_attention(attention_returns_weights)
@@ -244,9 +351,9 @@ def test_heads_einops_style_passes():
 
 @pytest.mark.parametrize("split, merge, where, hint", [
     (split_mixed, merge_ok, "split_heads", "heads and time are mixed up: a direct view(B, H, T, D)"),
-    (split_ok, merge_mixed, "merge_heads", "transpose(1, 2) to (B, T, H, D) first"),
+    (split_ok, merge_mixed, "merge_heads", "First move time back in front of the heads"),
     (split_mixed, merge_mixed, "split_heads", "heads and time are mixed up"),  # consistent, still wrong
-    (split_ok, merge_view, "merge_heads", "use .reshape(B, T, C) or .contiguous().view"),
+    (split_ok, merge_view, "merge_heads", "use .reshape, which copies when it must"),
     (split_interleaved, merge_ok, "split_heads", "not every H-th channel"),
     (split_no_transpose, merge_ok, "split_heads", "x of shape (2, 5, 12)"),
 ])
@@ -263,9 +370,59 @@ def test_heads_missing_transpose_is_named_when_shapes_coincide():
             return split_no_transpose(x, n_head)
         return split_ok(x, n_head)
 
-    with pytest.raises(CheckFailed, match="transpose") as info:
+    with pytest.raises(CheckFailed, match=r"n_head=4\) — 96 of 128 values differ") as info:
         check.split_merge_heads(split_no_transpose_square, merge_ok)
     assert "the heads must come before time" in str(info.value)
+
+
+def test_heads_that_change_their_input_are_rejected():
+    def split_in_place_scale(x, n_head):
+        x *= 1.0 + 1e-3  # e.g. a stray in-place normalisation
+        return split_ok(x, n_head)
+
+    def merge_in_place(y):
+        y.transpose_(1, 2)
+        B, T, H, D = y.shape
+        return y.reshape(B, T, H * D)
+
+    with pytest.raises(CheckFailed, match="split_heads.*changed its argument 1 in place"):
+        check.split_merge_heads(split_in_place_scale, merge_ok)
+    with pytest.raises(CheckFailed, match="merge_heads.*changed its argument 1 in place"):
+        check.split_merge_heads(split_ok, merge_in_place)
+
+
+def test_heads_wrong_container_is_rejected():
+    with pytest.raises(CheckFailed, match="split_heads.*expected torch.Tensor, got a ndarray"):
+        check.split_merge_heads(lambda x, h: split_ok(x, h).numpy(), merge_ok)
+    with pytest.raises(CheckFailed, match="merge_heads.*AlwaysEqualTensor"):
+        check.split_merge_heads(split_ok, lambda y: merge_ok(y).as_subclass(AlwaysEqualTensor))
+
+
+def test_heads_fallback_hints_do_not_give_the_answer():
+    def split_reversed_heads(x, n_head):
+        return split_ok(x, n_head).flip(1)
+
+    with pytest.raises(CheckFailed) as info:
+        check.split_merge_heads(split_reversed_heads, merge_ok)
+    message = str(info.value)
+    assert "(B, T, C) -> (B, T, H, D) -> (B, H, T, D)" in message
+    assert "transpose(1, 2)" not in message and ".view(B, T" not in message
+
+
+@pytest.mark.parametrize("name", ["causal_mask", "masked_attention", "split_merge_heads"])
+def test_hint_levels_exist_and_do_not_give_the_answer(name, capsys, monkeypatch):
+    from course.checks._core import _SHOWN, HINTS
+
+    monkeypatch.setitem(_SHOWN, name, 0)  # as in a fresh session
+    levels = HINTS[name]
+    assert len(levels) == 2 and all(len(level) > 40 for level in levels)
+    for level in levels:
+        assert "tril()" not in level and "transpose(1, 2)" not in level
+        assert "masked_fill(~mask" not in level and "view(B, T, H" not in level
+    check.hint(name)
+    check.hint(name)
+    out = capsys.readouterr().out
+    assert f"{name}: (level 1 of 2)" in out and f"{name}: (level 2 of 2)" in out
 
 
 def test_heads_not_attempted():

@@ -4,14 +4,36 @@ The check's references are also cross-checked against the package's `ByteBPEToke
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 import pytest
 
 from course import checks as check
 from course.checks import CheckFailed, NotAttempted
+from course.checks import _core as core
 from course.checks import bpe as bpe_checks
 from course.tokenizer import ByteBPETokenizer, count_pretokens, learn_merges, pretokenize
+
+
+class AlwaysEqualList(list):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = None
+
+
+class AlwaysEqualDict(dict):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = None
+
+
+class AlwaysEqualStr(str):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = str.__hash__
 
 
 def stub(*args):
@@ -30,6 +52,19 @@ def pair_counts_ok(ids):
 
 def pair_counts_counter(ids):
     return Counter(zip(ids, ids[1:], strict=False))
+
+
+def pair_counts_defaultdict(ids):
+    counts = defaultdict(int)
+    for i in range(len(ids) - 1):
+        counts[ids[i], ids[i + 1]] += 1
+    return counts
+
+
+def merge_string_replace(ids, pair, new_id):
+    """Wrong: '11 2' contains '1 2', so [11, 2] with the pair (1, 2) becomes [1256]."""
+    text = " ".join(map(str, ids)).replace(f"{pair[0]} {pair[1]}", str(new_id))
+    return [int(x) for x in text.split()]
 
 
 def merge_ok(ids, pair, new_id):
@@ -89,8 +124,9 @@ def decode_ok(ids, merges):
 @pytest.mark.parametrize(("name", "fn", "n"), [
     ("get_pair_counts", pair_counts_ok, 17),
     ("get_pair_counts", pair_counts_counter, 17),
-    ("merge", merge_ok, 19),
-    ("train_bpe", train_ok, 11),
+    ("get_pair_counts", pair_counts_defaultdict, 17),
+    ("merge", merge_ok, 23),
+    ("train_bpe", train_ok, 12),
     ("bpe_encode", encode_ok, 16),
     ("bpe_encode", encode_in_merge_order, 16),
     ("bpe_decode", decode_ok, 10),
@@ -150,7 +186,26 @@ def test_pair_counts_wrapping_around():
 
 def test_pair_counts_list_of_pairs_is_a_type_error():
     fails("get_pair_counts", lambda ids: list(zip(ids, ids[1:], strict=False)),
-          "expected dict, got list", "mapping (a, b) tuples to counts")
+          "expected dict or Counter or defaultdict, got a list", "mapping (a, b) tuples to counts")
+
+
+def test_pair_counts_list_keys_and_always_equal_dicts_are_rejected():
+    fails("get_pair_counts", lambda ids: {str(p): n for p, n in pair_counts_ok(ids).items()},
+          "key '(1, 2)' is not a pair", "use the tuple")
+    fails("get_pair_counts", lambda ids: {p: float(n) for p, n in pair_counts_ok(ids).items()},
+          "got a dict holding a float at [(1, 2)]", "each value an int count")
+    fails("get_pair_counts", lambda ids: AlwaysEqualDict(), "got an AlwaysEqualDict")
+
+
+def test_pair_counts_that_consume_the_ids_are_rejected():
+    def wrong(ids):
+        counts = {}
+        while len(ids) >= 2:
+            pair = (ids.pop(0), ids[0])
+            counts[pair] = counts.get(pair, 0) + 1
+        return counts
+
+    fails("get_pair_counts", wrong, "changed its argument 1 in place", "do not modify the caller's data")
 
 
 # ------------------------------------------------------------------------------ merge
@@ -210,7 +265,31 @@ def test_merge_in_place_is_caught():
             i += 1
         return ids
 
-    fails("merge", wrong, "changed its input list", "build and return a new list")
+    fails("merge", wrong, "changed its argument 1 in place", "merge must leave ids as it was",
+          "build and return a new list")
+
+
+def test_merge_as_a_string_replace_is_rejected_on_multi_digit_neighbours():
+    # It passes every single-digit case; '11 2' contains '1 2'.
+    fails("merge", merge_string_replace, "ids=[11, 2], pair=(1, 2), new_id=256",
+          "expected [11, 2], got [1256]", "matches digits across token boundaries")
+
+
+def test_merge_inventing_ids_gets_the_string_hint_even_when_no_variant_matches():
+    def wrong(ids, pair, new_id):  # string replace, plus a stray id on long inputs
+        out = merge_string_replace(ids, pair, new_id)
+        return [*out, 0] if len(ids) > 20 else out
+
+    fails("merge", wrong, "your output holds id", "neither in ids nor new_id",
+          "digits across token boundaries")
+
+
+def test_merge_wrong_containers_are_rejected():
+    fails("merge", lambda ids, pair, new_id: tuple(merge_ok(ids, pair, new_id)),
+          "expected list[int], got a tuple")
+    fails("merge", lambda ids, pair, new_id: AlwaysEqualList(), "got an AlwaysEqualList")
+    fails("merge", lambda ids, pair, new_id: [float(x) for x in merge_ok(ids, pair, new_id)],
+          "got a list holding a float at [0]")
 
 
 def test_merge_of_the_first_occurrence_only():
@@ -289,6 +368,72 @@ def test_train_returning_a_dict_is_explained():
     fails("train_bpe", wrong, "got a dict", "as a list in the order they were learned")
 
 
+def test_train_with_a_string_replace_merge_crashes_with_a_hint_naming_it():
+    # With the learner's own string-replace merge, '110 32' becomes '1256': KeyError in vocab.
+    def wrong(text, vocab_size):
+        ids = list(text.encode("utf-8"))
+        vocab = {i: bytes([i]) for i in range(256)}
+        merges = []
+        for new_id in range(256, vocab_size):
+            counts = pair_counts_ok(ids)
+            if not counts:
+                break
+            pair = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
+            ids = merge_string_replace(ids, pair, new_id)
+            vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
+            merges.append(pair)
+        return merges
+
+    fails("train_bpe", wrong, "KeyError: 1256", "digits across token boundaries")
+
+
+def test_train_returning_lists_instead_of_tuples_is_rejected():
+    # They would break bpe_encode's dict of ranks: "unhashable type: 'list'".
+    fails("train_bpe", lambda text, vocab_size: [list(p) for p in train_ok(text, vocab_size)],
+          "merge #0 is the list", "expected a tuple (left_id, right_id)",
+          "unhashable type: 'list'")
+    with pytest.raises(TypeError, match="unhashable type: 'list'"):
+        encode_ok("abc", [[98, 99]])
+
+
+@pytest.mark.parametrize(("wrong", "fragment"), [
+    (lambda text, vocab_size: tuple(train_ok(text, vocab_size)), "got a tuple"),
+    (lambda text, vocab_size: AlwaysEqualList(train_ok(text, vocab_size)), "got an AlwaysEqualList"),
+    (lambda text, vocab_size: [(a, b, 0) for a, b in train_ok(text, vocab_size)],
+     "a tuple of 3 items"),
+])
+def test_train_wrong_containers_are_rejected(wrong, fragment):
+    fails("train_bpe", wrong, "expected list[tuple[int, int]]", fragment)
+
+
+def train_numbered(first, stop_offset=0):
+    """The right loop whose merge k creates id `first` + k."""
+    def train(text, vocab_size):
+        ids = list(text.encode("utf-8"))
+        vocab = {i: bytes([i]) for i in range(256)}
+        merges = []
+        for k in range(vocab_size - 256 + stop_offset):
+            counts = pair_counts_ok(ids)
+            if not counts:
+                break
+            pair = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
+            ids = merge_ok(ids, pair, first + k)
+            vocab[first + k] = vocab[pair[0]] + vocab[pair[1]]
+            merges.append(pair)
+        return merges
+    return train
+
+
+@pytest.mark.parametrize(("wrong", "fragment"), [
+    (train_numbered(255), "one too small"),                   # new_id = 255 + k
+    (train_numbered(255, stop_offset=1), "start at 255"),     # range(255, vocab_size)
+    (train_numbered(257), "one too large"),                   # new_id = 256 + len(merges) after append
+])
+def test_train_new_id_off_by_one_gets_the_numbering_hint(wrong, fragment):
+    message = fails("train_bpe", wrong, "merge k must create id 256 + k", fragment)
+    assert "recount" not in message
+
+
 def test_train_cases_have_no_ambiguous_ties():
     # Two ids with the same bytes would make the tie-break depend on dict order; the
     # check's texts must never produce them, and must separate every wrong tie-break.
@@ -362,7 +507,58 @@ def test_encode_loop_without_a_length_guard_gets_the_hint():
 
     message = fails("bpe_encode", wrong, "text='aaa'", "ValueError",
                     "your loop called min() on no pairs", "fewer than two ids remain")
-    assert "full traceback" not in message
+    assert "full traceback" not in message and "len(ids) >= 2" not in message
+
+
+def test_encode_from_code_points_gets_the_code_point_hint():
+    def wrong(text, merges):
+        rank = {pair: k for k, pair in enumerate(merges)}
+        ids = [ord(c) for c in text]
+        while len(ids) >= 2:
+            pair = min(pair_counts_ok(ids), key=lambda p: rank.get(p, float("inf")))
+            if pair not in rank:
+                break
+            ids = merge_ok(ids, pair, 256 + rank[pair])
+        return ids
+
+    message = fails("bpe_encode", wrong, "Der Leuchtturmwärter", "code points (ord() of each "
+                    "character), not from the UTF-8 bytes", "'é' is code point 233")
+    assert "byte value that is not in the text" not in message
+
+
+def test_encode_from_latin1_bytes_gets_the_utf8_hint():
+    def wrong(text, merges):
+        ids = list(text.encode("latin-1"))
+        for k, pair in enumerate(merges):
+            ids = merge_ok(ids, pair, 256 + k)
+        return ids
+
+    fails("bpe_encode", wrong, "UnicodeEncodeError", "encode the text as UTF-8")
+
+
+def test_encode_with_new_ids_off_by_one_gets_the_numbering_hint():
+    def wrong(text, merges):
+        ids = list(text.encode("utf-8"))
+        for k, pair in enumerate(merges):
+            ids = merge_ok(ids, pair, 255 + k)
+        return ids
+
+    message = fails("bpe_encode", wrong, "merge number k (its index in merges) creates id 256 + k")
+    assert "recount" not in message
+
+
+def test_encode_that_sorts_the_merges_in_place_is_rejected():
+    def wrong(text, merges):
+        merges.sort(key=lambda p: -p[0])  # "highest first"
+        return encode_ok(text, merges)
+
+    fails("bpe_encode", wrong, "changed its argument 2 in place", "do not change merges")
+
+
+def test_encode_wrong_containers_are_rejected():
+    fails("bpe_encode", lambda text, merges: tuple(encode_ok(text, merges)),
+          "expected list[int], got a tuple")
+    fails("bpe_encode", lambda text, merges: AlwaysEqualList(), "got an AlwaysEqualList")
 
 
 def test_encode_reference_matches_the_package_on_each_pretoken():
@@ -415,4 +611,58 @@ def test_decode_returning_bytes_is_a_type_error():
             vocab[256 + k] = vocab[a] + vocab[b]
         return b"".join(vocab[i] for i in ids)
 
-    fails("bpe_decode", wrong, "expected str, got bytes", "not bytes")
+    fails("bpe_decode", wrong, "expected str, got a bytes", "not bytes")
+
+
+def test_decode_always_equal_str_is_rejected():
+    fails("bpe_decode", lambda ids, merges: AlwaysEqualStr(""), "expected str, got an AlwaysEqualStr")
+
+
+def test_decode_that_consumes_the_ids_is_rejected():
+    def wrong(ids, merges):
+        text = decode_ok(ids, merges)
+        ids.clear()
+        return text
+
+    fails("bpe_decode", wrong, "changed its argument 1 in place")
+
+
+# ------------------------------------------------------------------------ hint levels
+
+NAMES = ("get_pair_counts", "merge", "train_bpe", "bpe_encode", "bpe_decode")
+# Lines of the reference solutions: no hint (level, mistake or fallback) may print them.
+ANSWER_LINES = ("max(counts, key=", "list(text.encode", "while len(ids) >= 2", "while i < len(ids)",
+                "range(len(ids) - 1)", "rank = {pair: k", "b\"\".join(vocab[i]", "counts.get(pair, 0) + 1",
+                "ids = merge(ids")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_exercise_has_two_hint_levels(name, capsys):
+    levels = core.HINTS[name]
+    assert len(levels) == 2 and all(len(level) > 40 for level in levels)
+    core._SHOWN.pop(name, None)
+    check.hint(name)
+    check.hint(name)
+    out = capsys.readouterr().out
+    assert f"{name}: (level 1 of 2) " in out and f"{name}: (level 2 of 2) " in out
+
+
+def test_no_hint_prints_an_answer_line():
+    hints = [h for levels in (core.HINTS[n] for n in NAMES) for h in levels]
+    hints += [h for _, h in bpe_checks._PAIR_COUNT_MISTAKES + bpe_checks._MERGE_MISTAKES
+              + bpe_checks._TRAIN_MISTAKES + bpe_checks._ENCODE_MISTAKES + bpe_checks._DECODE_MISTAKES]
+    hints += [bpe_checks._TIE_HINT, bpe_checks._STRING_REPLACE, bpe_checks._CODE_POINTS]
+    for h in hints:
+        assert not any(line in h for line in ANSWER_LINES), h
+
+
+@pytest.mark.parametrize(("name", "fn"), [
+    ("get_pair_counts", lambda ids: dict.fromkeys(zip(ids, ids[1:], strict=False), 1)),
+    ("merge", lambda ids, pair, new_id: [x for x in ids if x not in pair]),
+    ("train_bpe", lambda text, vocab_size: train_ok(text, vocab_size)[::-1]),
+    ("bpe_encode", lambda text, merges: list(text.encode()) + [0]),
+    ("bpe_decode", lambda ids, merges: decode_ok(ids, merges).upper()),
+])
+def test_failure_hints_do_not_print_an_answer_line(name, fn):
+    message = fails(name, fn)
+    assert not any(line in message for line in ANSWER_LINES), message

@@ -60,6 +60,54 @@ def test_mlp_untransposed_weight_is_a_crash_naming_the_input_and_the_layout():
     assert "(out_features, in_features)" in str(info.value)
 
 
+class AlwaysEqualTensor(torch.Tensor):
+    def __eq__(self, other):
+        return True
+
+
+def test_mlp_other_styles_pass():
+    def mlp_float64(x, w1, b1, w2, b2):
+        return mlp_ok(x.double(), w1.double(), b1.double(), w2.double(), b2.double()).float()
+
+    def mlp_by_formula(x, w1, b1, w2, b2):  # the tanh GELU written out
+        h = x @ w1.T + b1
+        h = 0.5 * h * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (h + 0.044715 * h ** 3)))
+        return torch.addmm(b2, h.reshape(-1, h.size(-1)), w2.T).reshape(*x.shape[:-1], -1)
+
+    check.mlp_forward(mlp_float64)
+    check.mlp_forward(mlp_by_formula)
+
+
+@pytest.mark.parametrize("wrong, got", [
+    (lambda *a: mlp_ok(*a).tolist(), "got a list"),
+    (lambda *a: mlp_ok(*a).as_subclass(AlwaysEqualTensor), "AlwaysEqualTensor"),
+])
+def test_mlp_wrong_container_is_rejected(wrong, got):
+    with pytest.raises(CheckFailed, match="expected torch.Tensor") as info:
+        check.mlp_forward(wrong)
+    assert got in str(info.value)
+
+
+def test_mlp_that_changes_its_input_is_rejected():
+    def mlp_in_place(x, w1, b1, w2, b2):
+        h = F.gelu(x @ w1.T + b1, approximate="tanh")
+        x.mul_(2.0)  # then "reuses" x as scratch space
+        return h @ w2.T + b2
+
+    with pytest.raises(CheckFailed, match="changed its argument 1 in place"):
+        check.mlp_forward(mlp_in_place)
+
+
+def test_mlp_fallback_hint_does_not_give_the_answer():
+    def mlp_doubled(x, w1, b1, w2, b2):
+        return 2 * mlp_ok(x, w1, b1, w2, b2)
+
+    with pytest.raises(CheckFailed) as info:
+        check.mlp_forward(mlp_doubled)
+    message = str(info.value)
+    assert "three steps: the c_fc layer widens" in message and "c_fc_weight.T" not in message
+
+
 def test_mlp_not_attempted():
     def todo(*args):
         raise NotImplementedError("Exercise: implement mlp_forward()")
@@ -119,6 +167,40 @@ def test_block_mistakes_are_named(wrong, hint):
     with pytest.raises(CheckFailed) as info:
         check.block_forward(wrong)
     assert hint in str(info.value)
+
+
+def block_adds_in_place(x, block):
+    a, _ = block.attn(block.ln_1(x), None)
+    x += a  # changes the caller's residual stream
+    x += block.mlp(block.ln_2(x))
+    return x
+
+
+def test_block_that_adds_into_the_callers_x_is_rejected():
+    with pytest.raises(CheckFailed, match="block_forward: on input x of shape .* changed its "
+                                          "argument 1 in place") as info:
+        check.block_forward(block_adds_in_place)
+    assert "x += ... (or x.add_) adds into the caller's tensor" in str(info.value)
+
+
+def test_block_wrong_container_is_rejected():
+    with pytest.raises(CheckFailed, match="expected torch.Tensor, got a list"):
+        check.block_forward(lambda x, block: [block_ok(x, block)])
+    with pytest.raises(CheckFailed, match="AlwaysEqualTensor"):
+        check.block_forward(lambda x, block: block_ok(x, block).as_subclass(AlwaysEqualTensor))
+
+
+def test_block_hints_do_not_give_the_answer():
+    def block_scaled(x, block):
+        return 1.5 * block_ok(x, block)
+
+    with pytest.raises(CheckFailed) as info:
+        check.block_forward(block_scaled)
+    message = str(info.value)
+    assert "ln_1 -> attention -> add to x" in message and "block.attn(block.ln_1" not in message
+    with pytest.raises(CheckFailed) as info:
+        check.block_forward(block_tuple_not_unpacked)
+    assert "a, _ =" not in str(info.value)
 
 
 def test_block_not_attempted():
@@ -303,6 +385,84 @@ def test_forward_mistakes_are_named(wrong, hint):
     with pytest.raises(CheckFailed, match="gpt_forward: ") as info:
         check.gpt_forward(wrong)
     assert hint in str(info.value)
+
+
+def loss_as_the_placeholder_says_without_flattening(logits, labels):
+    return F.cross_entropy(logits[:, :-1], labels[:, 1:], ignore_index=-100)
+
+
+def loss_view_of_a_slice(logits, labels):
+    V = logits.size(-1)
+    return F.cross_entropy(logits[:, :-1].view(-1, V), labels[:, 1:].view(-1), ignore_index=-100)
+
+
+def test_forward_unflattened_cross_entropy_gets_the_flattening_hint():
+    with pytest.raises(CheckFailed, match="Expected target size") as info:
+        check.gpt_forward(_with_loss(loss_as_the_placeholder_says_without_flattening))
+    message = str(info.value)
+    assert "F.cross_entropy reads axis 1 of a 3-D input as the classes" in message
+    assert "flatten the shifted logits to (N, V) and the shifted labels to (N,)" in message
+
+
+def test_forward_view_of_a_slice_gets_the_reshape_hint():
+    with pytest.raises(CheckFailed, match="view size is not compatible") as info:
+        check.gpt_forward(_with_loss(loss_view_of_a_slice))
+    assert "is not contiguous, so .view cannot flatten it" in str(info.value)
+
+
+def test_forward_other_correct_styles_pass():
+    def loss_by_hand(logits, labels):  # log-softmax and gather, mean over kept positions
+        tgt = labels[:, 1:]
+        keep = tgt != -100
+        logp = F.log_softmax(logits[:, :-1].double(), dim=-1)
+        nll = -logp.gather(-1, tgt.clamp(min=0)[..., None])[..., 0]
+        return (nll[keep].sum() / keep.sum()).float()
+
+    def loss_flatten(logits, labels):
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
+
+    check.gpt_forward(_with_loss(loss_by_hand))
+    check.gpt_forward(_with_loss(loss_flatten))
+
+
+@pytest.mark.parametrize("wrong, got", [
+    (lambda model, idx, labels=None: list(forward_ok(model, idx, labels)), "got a list"),
+    (lambda model, idx, labels=None: (forward_ok(model, idx)[0].as_subclass(AlwaysEqualTensor),
+                                      None), "AlwaysEqualTensor"),
+    (lambda model, idx, labels=None: (forward_ok(model, idx)[0].tolist(), None), "a list at [0]"),
+])
+def test_forward_wrong_container_is_rejected(wrong, got):
+    with pytest.raises(CheckFailed, match="expected tuple\\[torch.Tensor, torch.Tensor or None\\]") as info:
+        check.gpt_forward(wrong)
+    assert got in str(info.value)
+
+
+def test_forward_that_changes_the_labels_is_rejected():
+    def forward_edits_labels(model, idx, labels=None):
+        logits, _ = forward_ok(model, idx)
+        if labels is None:
+            return logits, None
+        labels[labels == -100] = 0  # "fixes" the padding in the caller's labels...
+        V = logits.size(-1)
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1),
+                               reduction="none")
+        return logits, loss.mean()
+
+    with pytest.raises(CheckFailed, match="changed its argument 3 in place"):
+        check.gpt_forward(forward_edits_labels)
+
+
+@pytest.mark.parametrize("name", ["mlp_forward", "block_forward", "gpt_forward"])
+def test_hint_levels_exist_and_do_not_give_the_answer(name, capsys, monkeypatch):
+    from course.checks._core import _SHOWN, HINTS
+
+    monkeypatch.setitem(_SHOWN, name, 0)  # as in a fresh session
+    levels = HINTS[name]
+    assert len(levels) == 2 and all(len(level) > 40 for level in levels)
+    for level in levels:
+        assert "approximate=" not in level and "a, _ =" not in level and "[:, :-1]" not in level
+    check.hint(name)
+    assert f"{name}: (level 1 of 2)" in capsys.readouterr().out
 
 
 def test_forward_loss_mistakes_name_the_input():

@@ -179,3 +179,38 @@ def test_a_path_that_cannot_be_written_is_one_line_not_a_traceback(run_dir, tmp_
     err = capsys.readouterr().err
     assert err.startswith("error: Not a directory") and str(blocker / "hf") in err
     assert "check the path" in err and "Traceback" not in err
+
+
+def test_course_alone_prints_help_and_succeeds(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: course") and "run" in out and "grade" in out
+
+
+def test_version_flag(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"course {version('course')}"
+
+
+def test_every_argument_of_every_command_has_help_text():
+    import argparse
+
+    from course.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)) \
+                    and not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "course")
+    assert not missing, f"arguments without help text: {missing}"

@@ -83,6 +83,33 @@ def test_exported_logits_and_tokens_match_ours(exported, hf):
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
+def test_readme_snippet_runs_verbatim_on_an_export(exported):
+    """README's Hugging Face lines, exactly as written, on a fresh export (the default
+    pipeline used to generate past the 64-token context and crash in the position table)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Hugging Face", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    export_line, python_line = [ln for ln in block.strip().splitlines() if ln.strip()]
+    assert export_line.strip() == "course export RUN_DIR --to hf_dir"
+    run, _ = exported
+    workdir = Path(str(run) + "-readme")
+    workdir.mkdir()
+    assert main(["export", str(run), "--to", str(workdir / "hf_dir")]) == 0
+    m = re.fullmatch(r'python -c "(.*)"', python_line.strip())
+    assert m, python_line
+    proc = subprocess.run([sys.executable, "-c", m[1]], cwd=workdir, capture_output=True,
+                          text=True, timeout=300, env={**__import__("os").environ,
+                                                       "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "generated_text" in proc.stdout
+    config = json.loads((workdir / "hf_dir" / "generation_config.json").read_text())
+    assert config["max_length"] == 64  # the tiny preset's context
+
+
 @pytest.mark.slow
 def test_text_generation_pipeline_runs_on_the_export(exported, hf):
     from transformers import pipeline

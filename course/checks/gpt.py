@@ -22,7 +22,7 @@ from course.checks._core import (
     call,
     exercise,
     expect_close,
-    expect_type,
+    expect_contract,
     first_match,
     one_thread,
     show,
@@ -83,16 +83,15 @@ def _mlp_case(fn: Callable[..., Any], B: int, T: int, C: int, g: Any) -> None:
     desc = (f"x of shape {(B, T, C)}, c_fc_weight {tuple(w1.shape)}, c_fc_bias {tuple(b1.shape)}, "
             f"c_proj_weight {tuple(w2.shape)}, c_proj_bias {tuple(b2.shape)}")
     with torch.no_grad():
-        try:
-            got = call(name, fn, x.clone(), w1.clone(), b1.clone(), w2.clone(), b2.clone(),
-                       inputs_desc=desc)
+        try:  # the tensors themselves: `call` fails if the learner changes one in place
+            got = call(name, fn, x, w1, b1, w2, b2, inputs_desc=desc)
         except CheckFailed as e:
             if "cannot be multiplied" in e.detail or "size of tensor" in e.detail:
                 raise CheckFailed(name, e.detail, hint=(
                     "nn.Linear stores its weight as (out_features, in_features), so a layer is "
                     "x @ W.T + b (or F.linear(x, W, b)), not x @ W")) from None
             raise
-    expect_type(name, desc, torch.Tensor, got, hint="return the output tensor (B, T, C)")
+    expect_contract(name, desc, torch.Tensor, got, hint="return the output tensor (B, T, C)")
     if _close(got, expected):
         return
 
@@ -101,13 +100,13 @@ def _mlp_case(fn: Callable[..., Any], B: int, T: int, C: int, g: Any) -> None:
 
     with torch.no_grad():
         hint = _first_match(got, [
-            ("you used ReLU; GPT-2's MLP uses GELU in its tanh form: "
-             "F.gelu(h, approximate='tanh')",
+            ("you used ReLU; GPT-2's MLP uses GELU in its tanh form (F.gelu has an "
+             "`approximate` argument)",
              lambda: F.linear(F.relu(F.linear(x, w1, b1)), w2, b2)),
-            ("that is the exact (erf) GELU; GPT-2 and course.model use the tanh approximation: "
-             "F.gelu(h, approximate='tanh')",
+            ("that is the exact (erf) GELU; GPT-2 and course.model use its tanh approximation "
+             "(F.gelu has an `approximate` argument)",
              lambda: F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2)),
-            ("the bias of c_fc is missing: the first layer is h = x @ c_fc_weight.T + c_fc_bias",
+            ("the bias of c_fc is missing: the first layer adds c_fc_bias after the matmul",
              lambda: F.linear(gelu(F.linear(x, w1)), w2, b2)),
             ("the bias of c_proj is missing: the second layer adds c_proj_bias",
              lambda: F.linear(gelu(F.linear(x, w1, b1)), w2)),
@@ -117,12 +116,20 @@ def _mlp_case(fn: Callable[..., Any], B: int, T: int, C: int, g: Any) -> None:
              lambda: F.linear(F.linear(x, w1, b1), w2, b2)),
             ("the activation is applied after c_proj instead of between the two layers",
              lambda: gelu(F.linear(F.linear(x, w1, b1), w2, b2))),
-        ]) or ("compute h = x @ c_fc_weight.T + c_fc_bias (B, T, 4C), then GELU(tanh) of h, then "
-               "h @ c_proj_weight.T + c_proj_bias (B, T, C); nn.Linear weights are (out, in)")
+        ]) or ("three steps: the c_fc layer widens each position to 4C (weight transposed, "
+               "plus its bias), the tanh GELU, then the c_proj layer back to C; nn.Linear "
+               "weights are stored (out, in)")
     expect_close(name, desc, expected, got, rtol=_RTOL, atol=_ATOL, hint=hint)
 
 
-@exercise("mlp_forward")
+@exercise("mlp_forward", hints=(
+    "Three steps, all on the last axis: widen C -> 4C with the c_fc weight and bias, apply the "
+    "non-linearity, narrow 4C -> C with the c_proj weight and bias. Check the shapes: the "
+    "weights are stored (out_features, in_features).",
+    "A linear layer computes x times the transpose of its weight, plus its bias (F.linear does "
+    "exactly that); GPT-2's non-linearity is the tanh approximation of GELU (see F.gelu's "
+    "`approximate` argument). Compute new tensors; never change x or the weights in place.",
+))
 def mlp_forward(fn: Callable[..., Any]) -> int:
     """`fn(x, c_fc_weight, c_fc_bias, c_proj_weight, c_proj_bias)` against `course.model.MLP`."""
     import torch
@@ -172,18 +179,23 @@ def _block_case(fn: Callable[..., Any], B: int, T: int, C: int, H: int, g: Any) 
         expected = _reference_block(x, block)
     desc = f"x of shape {(B, T, C)} and a Block with n_head={H} and random weights"
     with torch.no_grad():
-        try:
-            got = call(name, fn, x.clone(), block, inputs_desc=desc)
+        try:  # the caller's x itself: `x += ...` would change it, and `call` notices
+            got = call(name, fn, x, block, inputs_desc=desc)
         except CheckFailed as e:
+            if "argument 1 in place" in e.detail:
+                raise CheckFailed(name, e.detail, hint=(
+                    "x += ... (or x.add_) adds into the caller's tensor: the residual stream "
+                    "the caller passed in is changed. Write x = x + ..., which makes a new "
+                    "tensor")) from None
             if "tuple" in e.detail or "mask" in e.detail:
                 raise CheckFailed(name, e.detail, hint=(
-                    "block.attn(h, None) returns a pair (y, probs): unpack it, "
-                    "`a, _ = block.attn(block.ln_1(x), None)`")) from None
+                    "block.attn(h, None) returns a pair (y, probs): unpack it and add only y "
+                    "to the stream")) from None
             raise
     if isinstance(got, tuple) and len(got) == 2:
         raise CheckFailed(name, f"on input {desc} — got a tuple {show(got)}",
                           hint="return only the new residual stream x (B, T, C), not (x, probs)")
-    expect_type(name, desc, torch.Tensor, got, hint="return the new residual stream (B, T, C)")
+    expect_contract(name, desc, torch.Tensor, got, hint="return the new residual stream (B, T, C)")
     if _close(got, expected):
         return
 
@@ -230,14 +242,14 @@ def _block_case(fn: Callable[..., Any], B: int, T: int, C: int, H: int, g: Any) 
     with torch.no_grad():
         hint = _first_match(got, [
             ("that is the post-LN ordering (LayerNorm after the residual add, as in the 2017 "
-             "Transformer); GPT-2 is pre-LN: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x))",
-             post_ln),
+             "Transformer); GPT-2 is pre-LN: each sub-layer reads a LayerNorm-ed copy of the "
+             "stream, and its output is added to the un-normalised stream", post_ln),
             ("both residual connections are missing: add each sub-layer's output to x "
              "(x = x + attn(...), x = x + mlp(...)) instead of replacing x", no_residual),
-            ("the residual around attention is missing: x = x + attn(ln_1(x)), not "
-             "x = attn(ln_1(x))", no_attn_residual),
-            ("the residual around the MLP is missing: x = x + mlp(ln_2(x)), not "
-             "x = mlp(ln_2(x))", no_mlp_residual),
+            ("the residual around attention is missing: attention's output is added to the "
+             "stream x, it does not replace it", no_attn_residual),
+            ("the residual around the MLP is missing: the MLP's output is added to the "
+             "stream, it does not replace it", no_mlp_residual),
             ("the residual adds the normalised h instead of the raw stream x: the LayerNorm "
              "output only feeds the sub-layer, x itself is never normalised", residual_of_normed),
             ("both sub-layers read the same input x (a 'parallel' block); in GPT-2 the MLP "
@@ -247,12 +259,18 @@ def _block_case(fn: Callable[..., Any], B: int, T: int, C: int, H: int, g: Any) 
             ("ln_1 is used twice; the MLP has its own LayerNorm, block.ln_2", one_ln),
             ("the MLP runs before attention; the order is attention first, then the MLP",
              mlp_first),
-        ]) or ("pre-LN block: a, _ = block.attn(block.ln_1(x), None); x = x + a; "
-               "x = x + block.mlp(block.ln_2(x))")
+        ]) or ("pre-LN block, in this order: ln_1 -> attention -> add to x; then ln_2 -> MLP "
+               "-> add to the updated x")
     expect_close(name, desc, expected, got, rtol=_RTOL, atol=_ATOL, hint=hint)
 
 
-@exercise("block_forward")
+@exercise("block_forward", hints=(
+    "The stream x is never normalised itself: each sub-layer reads a LayerNorm-ed copy of it, "
+    "and the sub-layer's output is added to x. Attention comes first, then the MLP.",
+    "ln_1 goes with attention, ln_2 with the MLP, and the MLP reads the stream AFTER "
+    "attention's output was added. block.attn(h, mask) returns a pair (y, probs), and a mask "
+    "of None means causal. Make new tensors (x + ...), never x += on the caller's x.",
+))
 def block_forward(fn: Callable[..., Any]) -> int:
     """`fn(x, block)` against `course.model.Block.forward` (pre-LayerNorm, two residuals)."""
     import torch
@@ -386,14 +404,22 @@ def _forward_case(fn: Callable[..., Any], B: int, T: int, ignore: list[tuple[int
         desc += ", labels=None"
     else:
         desc += " and labels = idx" + (f" with {len(ignore)} set to -100" if ignore else "")
-    try:
-        got = call(name, fn, model, idx.clone(), None if labels is None else labels.clone(),
-                   inputs_desc=desc)
+    try:  # idx and labels themselves: `call` fails if either is changed in place
+        got = call(name, fn, model, idx, labels, inputs_desc=desc, may_change=(0,))
     except CheckFailed as e:
         if "ambiguous" in e.detail:
             raise CheckFailed(name, e.detail, hint=(
                 "`if labels:` asks a whole tensor for one truth value; test "
                 "`if labels is not None:` instead")) from None
+        if "Expected target size" in e.detail or "only batches of spatial targets" in e.detail:
+            raise CheckFailed(name, e.detail, hint=(
+                "F.cross_entropy reads axis 1 of a 3-D input as the classes, so with (B, T-1, V) "
+                "logits it takes T-1 for the vocabulary: flatten the shifted logits to (N, V) and "
+                "the shifted labels to (N,), N = B * (T - 1), before calling it")) from None
+        if "view size is not compatible" in e.detail:
+            raise CheckFailed(name, e.detail, hint=(
+                "a slice such as logits[:, :-1] is not contiguous, so .view cannot flatten it; "
+                "use .reshape, which copies when it must")) from None
         raise
 
     # ---- what came back
@@ -404,9 +430,15 @@ def _forward_case(fn: Callable[..., Any], B: int, T: int, ignore: list[tuple[int
         raise CheckFailed(name, f"on input {desc} — expected a pair (logits, loss), got {show(got)}",
                           hint="end with `return logits, loss`")
     logits, loss = got
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+        raise CheckFailed(name, f"on input {desc} — the loss is the Python number {loss!r}",
+                          hint="return the loss as a 0-dim tensor (not .item()): training "
+                               "calls loss.backward() on it")
+    expect_contract(name, desc, tuple[torch.Tensor, torch.Tensor | None], got,
+                    hint="return a tuple (logits, loss): logits a tensor (B, T, V), loss a 0-dim "
+                         "tensor, or None when labels is None")
 
     # ---- the logits
-    expect_type(name, desc, torch.Tensor, logits, hint="the first element is the logits tensor (B, T, V)")
     if logits.dim() == 3 and tuple(logits.shape) == (B, T, model.config.n_embd) and V != model.config.n_embd:
         raise CheckFailed(name, f"on input {desc} — the first element has shape {tuple(logits.shape)}: "
                           "that is the hidden state (B, T, C)",
@@ -415,8 +447,8 @@ def _forward_case(fn: Callable[..., Any], B: int, T: int, ignore: list[tuple[int
     if not _close(got_logits, expected):
         with torch.no_grad():
             hint = _first_match(got_logits, _logits_variants(model, idx, expected)) or (
-                "logits = lm_head(ln_f(blocks(wte(idx) + wpe(arange(T))))); if this looks right, "
-                "make sure check.block_forward passes first")
+                "in this order: token embedding plus position embedding, every block, ln_f, "
+                "lm_head; if that is what you do, make sure check.block_forward passes first")
         expect_close(name, desc, expected, got_logits, rtol=_RTOL, atol=_ATOL, hint=hint)
 
     # ---- the loss
@@ -428,11 +460,6 @@ def _forward_case(fn: Callable[..., Any], B: int, T: int, ignore: list[tuple[int
     if loss is None:
         raise CheckFailed(name, f"on input {desc} — the loss is None although labels were given",
                           hint="when labels is not None, compute the shifted cross-entropy")
-    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
-        raise CheckFailed(name, f"on input {desc} — the loss is the Python number {loss!r}",
-                          hint="return the loss as a 0-dim tensor (not .item()): training "
-                               "calls loss.backward() on it")
-    expect_type(name, desc, torch.Tensor, loss, hint="return the mean loss as a 0-dim tensor")
     if loss.dim() != 0:
         per_position = ("a loss per position: take the mean over the positions that are not "
                         "-100 (F.cross_entropy's default reduction does it)")
@@ -455,7 +482,14 @@ def _forward_case(fn: Callable[..., Any], B: int, T: int, ignore: list[tuple[int
     expect_close(name, desc, float(expected_loss), float(got_loss), rtol=_RTOL, atol=_ATOL, hint=hint)
 
 
-@exercise("gpt_forward")
+@exercise("gpt_forward", hints=(
+    "Three parts: the input (token embedding plus position embedding), the stack of blocks "
+    "followed by ln_f and lm_head, which gives (B, T, V) logits, and, only when labels is not "
+    "None, the loss. The logits at position t are scored against the label at t + 1.",
+    "Positions are torch.arange(T) on idx's device. For the loss, leave out the last position "
+    "of the logits and the first of the labels, flatten both (F.cross_entropy wants (N, V) "
+    "logits and (N,) targets), pass ignore_index=-100, and keep the result a tensor.",
+))
 def gpt_forward(fn: Callable[..., Any]) -> int:
     """`fn(model, idx, labels=None) -> (logits, loss)` against `course.model.GPT.forward`."""
     import torch

@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from course.checks._core import CheckFailed, call, exercise, expect_equal, show
+from course.checks._core import (
+    CheckFailed,
+    call,
+    exercise,
+    expect_contract,
+    expect_equal,
+    show,
+)
 
 # ------------------------------------------------------------------------- helpers
 
@@ -45,36 +52,33 @@ def _cut(stream: list[int], block_size: int, tail: str = "drop", fill: int = 0) 
     return blocks
 
 
-def _as_lists(value: Any) -> Any:
-    """Tensors and arrays become (nested) lists, tuples become lists; anything else is kept."""
-    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return [_as_lists(v) for v in value]
-    if isinstance(value, list):
-        return [_as_lists(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") and
-                not isinstance(v, (int, float)) else v for v in value]
-    return value
+_ROWS_HINT = ("return a list of lists of Python ints, one list per block (not tuples, not a tensor "
+              "or an array): the next cells compare it with a tensor's .tolist()")
 
 
 def _int_rows(name: str, desc: str, got: Any, what: str) -> list[list[int]]:
-    """`got` as a list of lists of ints, or a CheckFailed that says what the shape is instead."""
-    got = _as_lists(got)
-    if got is None:
-        raise CheckFailed(name, f"on input {desc} — expected a list of {what}, got None "
-                          "(did the function forget to `return`?)")
-    if not isinstance(got, list):
-        raise CheckFailed(name, f"on input {desc} — expected a list of {what}, got "
-                          f"{type(got).__name__}: {show(got)}", hint="return a list of lists of ints")
-    if got and all(isinstance(x, int) for x in got):
+    """`got` checked against the docstring's `list[list[int]]` (strictly), as plain ints."""
+    if type(got) is list and got and all(type(x) is int for x in got):
         raise CheckFailed(name, f"on input {desc} — expected a list of {what} (one list per block), "
                           f"got one flat list of {len(got)} ints: {show(got)}",
                           hint="cut the stream into consecutive pieces of block_size tokens")
-    for row in got:
-        if not isinstance(row, list) or not all(isinstance(x, int) for x in row):
-            raise CheckFailed(name, f"on input {desc} — expected a list of {what}, but one item is "
-                              f"{show(row)}", hint="every block must be a list of ints")
-    return got
+    expect_contract(name, desc, list[list[int]], got, hint=_ROWS_HINT)
+    return [[int(t) for t in row] for row in got]  # NumPy ints compare like ints later on
+
+
+def _call_keeping_docs(name: str, fn: Callable[..., Any], docs: list[list[int]], *args: Any,
+                       desc: str) -> Any:
+    """`call`, with a hint that names the usual way of changing the caller's documents."""
+    try:
+        return call(name, fn, docs, *args, inputs_desc=desc)
+    except CheckFailed as e:
+        if "argument 1 in place" not in e.detail:
+            raise
+        raise CheckFailed(name, e.detail, hint=(
+            "your function changed the caller's documents (e.g. doc.append(eos_id) or "
+            "doc.extend(...) on an item of docs): the lesson packs the same docs again later, "
+            "which then see your extra tokens. Copy the tokens into a new list (the stream) "
+            "and add the EOS there")) from None
 
 
 def _random_docs(rng: Any, n_docs: int, max_len: int, vocab: int) -> list[list[int]]:
@@ -106,7 +110,14 @@ def _pack_cases() -> list[tuple[list[list[int]], int, int]]:
 # ---------------------------------------------------------------------------- pack
 
 
-@exercise("pack")
+@exercise("pack", hints=(
+    "Two steps. First one long new list, the stream, in which every document is followed by "
+    "eos_id (the last document too). Then consecutive, non-overlapping pieces of exactly "
+    "block_size tokens; how many full pieces fit in the stream?",
+    "The number of full blocks is the integer division of the stream's length by block_size; "
+    "block k covers stream positions k * block_size up to, not including, (k + 1) * block_size. "
+    "Never append to the documents you are given, and return lists (not tuples or a tensor).",
+))
 def pack(fn: Callable[..., Any]) -> int:
     """`fn(docs, block_size, eos_id)` against `pack_documents(..., tail="drop").input_ids`."""
     from course.packing import pack_documents
@@ -118,12 +129,20 @@ def pack(fn: Callable[..., Any]) -> int:
         if len(desc) > 200:
             desc = f"docs={show(docs)} ({len(docs)} documents), block_size={block_size}, eos_id={eos_id}"
         expected = pack_documents(docs, block_size, eos_id).input_ids.tolist()
-        got = call(name, fn, [list(d) for d in docs], block_size, eos_id, inputs_desc=desc)
+        got = _call_keeping_docs(name, fn, [list(d) for d in docs], block_size, eos_id, desc=desc)
         got = _int_rows(name, desc, got, "blocks (lists of ints)")
         if got == expected:
             continue
         stream = _stream(docs, eos_id)
-        if all(len(b) == block_size for b in got[:-1]) and got[:-1] == expected and got and \
+        if got == expected[:-1] and len(stream) % block_size == 0:
+            # Also what an EOS only *between* documents gives (the stream is one token shorter):
+            # on any input the two give the same blocks, so the hint names both.
+            hint = (f"your last block is missing: the stream (every document followed by its EOS) "
+                    f"has {len(stream)} tokens, an exact multiple of block_size={block_size}, so "
+                    f"it makes {len(stream) // block_size} full blocks and there is no tail to "
+                    "drop. Check how you count the blocks (an off-by-one in the number of "
+                    "blocks or in a range's stop), and that the last document gets its EOS too")
+        elif all(len(b) == block_size for b in got[:-1]) and got[:-1] == expected and got and \
                 len(got[-1]) < block_size and len(got) == len(expected) + 1:
             hint = ("your last block is shorter than block_size: drop the incomplete tail "
                     "(every training block must hold exactly block_size tokens)")
@@ -160,9 +179,20 @@ def pack(fn: Callable[..., Any]) -> int:
 # --------------------------------------------------------------------------- shift
 
 
-@exercise("shift")
+_SHIFT_TYPES = ("return the same kind of sequence you were given: slices keep the type (a "
+                "list's slices are lists, a tensor's slices are tensors), and the next cells "
+                "use both: token ids from a list, cross_entropy on tensors")
+
+
+@exercise("shift", hints=(
+    "Each position's target is the token right after it. The last token of the block has no "
+    "successor inside the block, and the first token is never anybody's target.",
+    "Both outputs are slices of the block, T - 1 tokens each: one leaves out the last token, the "
+    "other leaves out the first. Slicing never changes the block and keeps its type.",
+))
 def shift(fn: Callable[..., Any]) -> int:
-    """`fn(block) -> (inputs, targets)` = (block[:-1], block[1:]), on lists and 1-D tensors."""
+    """`fn(block) -> (inputs, targets)` = (block[:-1], block[1:]), on lists and 1-D tensors:
+    a list gives a tuple of two lists, a tensor a tuple of two tensors; the block is unchanged."""
     import numpy as np
     import torch
 
@@ -177,35 +207,53 @@ def shift(fn: Callable[..., Any]) -> int:
         [int(x) for x in rng.integers(0, 30, size=12)],
     ]
     for block in blocks:
-        as_list = _as_lists(block)
+        is_tensor = isinstance(block, torch.Tensor)
+        as_list = block.tolist() if is_tensor else list(block)
         desc = f"block={show(block)}"
-        got = call(name, fn, block.clone() if torch.is_tensor(block) else list(block), inputs_desc=desc)
+        try:
+            got = call(name, fn, block.clone() if is_tensor else list(block), inputs_desc=desc)
+        except CheckFailed as e:
+            if "in place" not in e.detail:
+                raise
+            raise CheckFailed(name, e.detail, hint=(
+                "your function changed the block it was given (e.g. .pop() or del on it): the "
+                "caller still needs the whole block. Return slices, which are new sequences")) from None
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise CheckFailed(name, f"on input {desc} — expected a pair (inputs, targets), got "
                               f"{show(got)}", hint="return two sequences: return inputs, targets")
-        inputs, targets = (_as_lists(x) for x in got)
+        spec = tuple[torch.Tensor, torch.Tensor] if is_tensor else tuple[list[int], list[int]]
+        expect_contract(name, desc, spec, got, hint=_SHIFT_TYPES)
+        inputs, targets = (x.tolist() if is_tensor else [int(t) for t in x] for x in got)
         expected = (as_list[:-1], as_list[1:])
         if (inputs, targets) == expected:
+            if is_tensor:  # values right: the dtype must be the block's too (int64 ids)
+                for what, x in zip(("inputs", "targets"), got, strict=True):
+                    if x.dtype != block.dtype or x.dim() != 1:
+                        raise CheckFailed(name, f"on input {desc} — {what} is {show(x)}; expected "
+                                          f"a 1-D tensor of dtype {block.dtype}",
+                                          hint="slice the block itself: token ids stay int64")
             continue
         if (inputs, targets) == (as_list[1:], as_list[:-1]):
-            hint = ("inputs and targets are swapped: the model reads block[:-1] and must predict "
-                    "the token that follows each one, block[1:]")
-        elif isinstance(inputs, list) and isinstance(targets, list) and len(inputs) != len(targets):
+            hint = ("inputs and targets are swapped: the model reads every token but the last, "
+                    "and must predict the token that follows each one")
+        elif len(inputs) != len(targets):
             hint = (f"inputs has {len(inputs)} tokens and targets {len(targets)}: they must pair up "
                     f"one to one, T - 1 = {len(as_list) - 1} each (the last token has nothing to "
                     "predict, the first is never predicted)")
         elif inputs == targets:
             hint = ("targets equal inputs: the target at position t is the NEXT token, "
-                    "so targets are shifted one position to the left (block[1:])")
+                    "so the targets are the block shifted one position to the left")
         elif inputs == as_list and targets == as_list[1:] + as_list[:1]:
-            hint = ("torch.roll wraps the first token around to the end, so the last input gets "
+            hint = ("a roll wraps the first token around to the end, so the last input gets "
                     "the first token as a fake target; the last token has no target inside the "
-                    "block: drop it (inputs = block[:-1], targets = block[1:])")
+                    "block: leave it out of the inputs, and leave the first token out of the "
+                    "targets")
         elif inputs == as_list:
             hint = ("inputs keep the last token, but nothing in the block follows it, so it has "
-                    "no target: inputs = block[:-1]")
+                    "no target: the inputs stop one token before the end")
         else:
-            hint = "off by one: inputs = block[:-1] and targets = block[1:]"
+            hint = ("off by one: the inputs leave out exactly the last token and the targets "
+                    "exactly the first, so targets[t] is the token after inputs[t]")
         expect_equal(name, desc, expected, (inputs, targets), hint=hint)
     return len(blocks)
 
@@ -230,7 +278,12 @@ def _doc_ids_variant(docs: Sequence[Sequence[int]], block_size: int, kind: str) 
     return _cut(ids, block_size, tail, -1)
 
 
-@exercise("doc_ids_for")
+@exercise("doc_ids_for", hints=(
+    "Walk over the documents with their index i: document i covers its own tokens plus the "
+    "EOS that follows it, all with id i.",
+    "Build one new flat list of ids exactly as long as pack's stream (len(doc) + 1 entries of "
+    "i for document i), then cut it exactly as pack cuts the stream, dropping the same tail.",
+))
 def doc_ids_for(fn: Callable[..., Any]) -> int:
     """`fn(docs, block_size)` against `pack_documents(...).doc_ids` (EOS belongs to its document)."""
     from course.packing import pack_documents
@@ -242,11 +295,17 @@ def doc_ids_for(fn: Callable[..., Any]) -> int:
         if len(desc) > 200:
             desc = f"docs={show(docs)} ({len(docs)} documents), block_size={block_size}"
         expected = pack_documents(docs, block_size, eos_id=0).doc_ids.tolist()
-        got = call(name, fn, [list(d) for d in docs], block_size, inputs_desc=desc)
+        got = _call_keeping_docs(name, fn, [list(d) for d in docs], block_size, desc=desc)
         got = _int_rows(name, desc, got, "blocks of document ids")
         if got == expected:
             continue
-        if got == _doc_ids_variant(docs, block_size, "eos_to_next"):
+        n_ids = sum(len(d) + 1 for d in docs)
+        if got == expected[:-1] and n_ids % block_size == 0:
+            hint = (f"your last block is missing: the documents with their EOS fill {n_ids} "
+                    f"positions, an exact multiple of block_size={block_size}, so there are "
+                    f"{n_ids // block_size} full blocks and no tail to drop; check how you count "
+                    "the blocks (an off-by-one), and that each document's EOS position is there")
+        elif got == _doc_ids_variant(docs, block_size, "eos_to_next"):
             hint = ("your EOS positions carry the id of the NEXT document; the EOS that ends a "
                     "document belongs to that document (it is predicted from it): "
                     "document i fills len(doc) + 1 positions with i")
