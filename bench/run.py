@@ -311,6 +311,24 @@ def bench_notebooks() -> dict[str, Any]:
     return {"notebooks": out, "notebooks_total_s": round(total, 1)}
 
 
+def bench_quickstart() -> dict[str, Any]:
+    """The README's first command after the install, `course run`, as a new user runs it:
+    the default corpus and preset, a fresh run directory; wall time of the whole process
+    (start-up, tokenizer, training, evaluation, samples), which is what the README promises."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "course.cli", "run", "--out", f"{tmp}/run",
+                               "--no-progress", "--json"], capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        assert proc.returncode == 0, f"course run failed:\n{proc.stderr[-3000:]}"
+        metrics = json.loads(proc.stdout)
+    return {"quickstart_s": round(wall, 1), "quickstart_train_s": round(metrics["train_seconds"], 1),
+            "quickstart_preset": metrics.get("preset", "tiny")}
+
+
 def results_table(r: dict[str, Any]) -> list[list[str]]:
     """Rows of RESULTS.md: what, how measured, ours, reference, ratio, target."""
     rows = []
@@ -355,6 +373,10 @@ def results_table(r: dict[str, Any]) -> list[list[str]]:
         add(f"quality, `{r['quality_preset']}` preset", f"{r['quality_corpus']}, {r['quality_params']:,} params, "
             f"{r['quality_steps']} steps in {r['quality_train_s']} s of training{reached}",
             f"val loss {r['quality_val_loss']}", ref, "-", f"<= {r['quality_target']}")
+    if "quickstart_s" in r:
+        add("README quick start", f"`course run` with no flags ({r['quickstart_preset']} preset, "
+            "default corpus), a fresh process: start-up to summary", f"{r['quickstart_s']} s wall "
+            f"({r['quickstart_train_s']} s of training)", "-", "-", "README: about a minute")
     if "notebooks_total_s" in r:
         worst = max(r["notebooks"].items(), key=lambda kv: kv[1]["wall_s"])
         mem = max(v["peak_mb"] for v in r["notebooks"].values())
@@ -408,19 +430,20 @@ def main() -> int:
     mode.add_argument("--full", action="store_true", help="the long benchmarks; updates bench/RESULTS.md")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="subset: bpe kv packing train quality notebooks")
+                    help="subset: bpe kv packing train quality quickstart notebooks")
     args = ap.parse_args()
     quick = not args.full
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # The notebooks' stored outputs are CPU outputs, and the course's time target is for
     # Binder's CPUs: on a GPU machine they run only when asked for with --only.
-    full_only = ["quality"] + (["notebooks"] if device == "cpu" else [])
+    full_only = ["quality"] + (["quickstart", "notebooks"] if device == "cpu" else [])
     wanted = set(args.only or (["bpe", "kv", "packing", "train"] + ([] if quick else full_only)))
     results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine(),
                                "date": dt.date.today().isoformat()}
     steps = [("bpe", lambda: bench_bpe(quick)), ("kv", lambda: bench_kv_cache(quick)),
              ("packing", lambda: bench_packing(quick)), ("train", lambda: bench_train_throughput(quick, device)),
-             ("quality", lambda: bench_quality(device)), ("notebooks", bench_notebooks)]
+             ("quality", lambda: bench_quality(device)), ("quickstart", bench_quickstart),
+             ("notebooks", bench_notebooks)]
     for key, fn in steps:
         if key in wanted:
             print(f"[bench] {key} ...", file=sys.stderr, flush=True)

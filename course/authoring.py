@@ -370,6 +370,20 @@ def add_cli(subparsers: Any) -> None:
     dirs(retarget, lessons=False)
     retarget.set_defaults(func=_cmd_lessons_retarget)
 
+    otter = lsub.add_parser(
+        "otter", help="write otter-grader assignments (Gradescope) whose hidden tests are our checks")
+    otter.add_argument("names", nargs="+", metavar="NAMES", help="lessons, e.g. 03_packing or 03")
+    otter.add_argument("--out", required=True,
+                       help="a new directory; each lesson gets OUT/<lesson>/ (master notebook) "
+                            "and OUT/<lesson>/dist/ (otter's student notebook and autograder zip)")
+    otter.add_argument("--requirement", action="append", default=[], metavar="REQ",
+                       help="a pip requirement the autograder installs on Gradescope, e.g. the "
+                            "course package from your repository (repeatable)")
+    otter.add_argument("--no-assign", action="store_true",
+                       help="only write the master notebooks (no `otter assign`)")
+    dirs(otter, lessons=False)
+    otter.set_defaults(func=_cmd_lessons_otter)
+
     solutions = subparsers.add_parser("solutions", help="re-execute solution notebooks in place")
     ssub = solutions.add_subparsers(dest="solutions_command", metavar="ACTION")
     ssub.required = True
@@ -388,6 +402,20 @@ def _cmd_lessons_build(args: argparse.Namespace) -> int:
         print(f"{'wrote' if path.exists() else 'removed'} {path}")
     if not changed:
         print(f"{args.lessons_dir} is up to date")
+    return 0
+
+
+def _cmd_lessons_otter(args: argparse.Namespace) -> int:
+    from course.otter_export import build_otter_assignment, otter_assign
+
+    chosen = _resolve_names(args.names, solution_files(args.solutions_dir), args.solutions_dir)
+    for path in chosen:
+        where = Path(args.out) / path.stem
+        master = build_otter_assignment(path, where, requirements=args.requirement or None)
+        print(f"wrote {master}")
+        if not args.no_assign:
+            made = otter_assign(master, where / "dist")
+            print(f"otter assign: student notebook {made['student']}, autograder {made['autograder']}")
     return 0
 
 

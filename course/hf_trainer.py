@@ -40,10 +40,22 @@ Two traps the module avoids:
   padding is needed, and the usual fix, `pad_token = eos_token`, makes the collator label
   every EOS `-100`, so the model is never taught to end a document. We add a dedicated pad
   token instead, which never occurs in packed blocks.
-* In transformers 5.23, `GPT2LMHeadModel.loss_type` is None (it is derived from the class
-  name, which matches no known loss), so the Trainer counts B·T target tokens per batch
-  instead of the B·(T-1) that the shifted loss scores: every loss it reports, training and
-  evaluation, comes out scaled by (T-1)/T. We set `loss_type = "ForCausalLM"`.
+* From transformers 4.46 on, the Trainer divides the summed token losses of a batch by a
+  token count it makes itself (`num_items_in_batch`) whenever the model's `forward` takes
+  loss keyword arguments, as GPT-2's does in 4.57 and 5.x. Transformers 4.57 counts all
+  B·T labels; 5.x counts the B·(T-1) shifted ones only if `model.loss_type` names a causal
+  LM, and `GPT2LMHeadModel.loss_type` is None (it is derived from the class name, which
+  matches no known loss). Either way the shifted loss scores B·(T-1) tokens, so every loss
+  the Trainer reports, training and evaluation, and the gradient come out scaled by (T-1)/T.
+  We switch that count off (`Trainer.model_accepts_loss_kwargs = False`): the model then
+  returns the mean over the tokens it scores and the Trainer divides it by the
+  accumulation steps, which is what our loop does (with unpadded blocks every micro-batch
+  scores the same number of tokens, so this is also the mean over the whole batch). We
+  also set `loss_type = "ForCausalLM"`, the loss GPT-2 computes anyway, which silences the
+  warning about an unrecognised loss type.
+* Transformers 4.45 logs the learning rate of the *next* step (it reads it after the
+  scheduler has stepped); 4.57 and 5.x log the one the step used. The records take it
+  from the optimizer at the optimizer step, the same in every version.
 """
 
 from __future__ import annotations
@@ -241,6 +253,13 @@ def _record_maker(cfg: TrainConfig, block_tokens: int,
     class ToRecords(TrainerCallback):
         def __init__(self) -> None:
             self.pending: dict[str, Any] | None = None
+            self.step_lr = math.nan  # the learning rate of the latest optimizer step
+
+        def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):  # noqa: ANN001
+            # before the scheduler steps: the rate this step used (the Trainer's own log
+            # reads it after the scheduler in transformers 4.45, i.e. the next step's rate)
+            if optimizer is not None:
+                self.step_lr = float(optimizer.param_groups[0]["lr"])
 
         def _is_eval_step(self, step: int) -> bool:
             return step % cfg.eval_interval == 0 or step >= cfg.max_steps
@@ -256,7 +275,7 @@ def _record_maker(cfg: TrainConfig, block_tokens: int,
             if "loss" in logs:
                 self.flush()
                 record = {"step": step, "train_loss": float(logs["loss"]),
-                          "lr": float(logs.get("learning_rate", math.nan)),
+                          "lr": self.step_lr,
                           "tokens": step * cfg.batch_size * block_tokens}
                 if logs.get("grad_norm") is not None:
                     record["grad_norm"] = float(logs["grad_norm"])
@@ -330,10 +349,8 @@ def train_with_hf_trainer(
             raise ConfigError(f"init_from has config {theirs}, but gpt_config is {gpt_config}; "
                               "they must describe the same architecture")
         model = to_hf_gpt2(init_from)
-    # transformers 5.23 derives `loss_type` from the class name; "GPT2LMHeadModel" matches no
-    # entry, so it is None and the Trainer then counts the tokens of a batch as B·T instead of
-    # the B·(T-1) that the shifted loss scores: every reported loss (train and eval) and the
-    # gradient would be scaled by (T-1)/T. Naming the loss restores the shifted count.
+    # transformers derives `loss_type` from the class name; "GPT2LMHeadModel" matches no entry
+    # (None, or no attribute before 4.46). Name the loss GPT-2 computes anyway.
     model.loss_type = "ForCausalLM"
 
     result = HFTrainResult()
@@ -351,6 +368,12 @@ def train_with_hf_trainer(
         data_collator=lm_collator(tokenizer),
         callbacks=[_record_maker(cfg, block_tokens, emit)],
     )
+    # No `num_items_in_batch`: transformers 4.57 counts all B·T labels of a batch (5.x too,
+    # unless loss_type is set), but the shifted loss scores B·(T-1), so the loss and the
+    # gradient would be scaled by (T-1)/T. Without the count the model returns its mean loss
+    # and the Trainer divides it by the accumulation steps: our loop's loss, in every version.
+    # (An attribute of the Trainer since 4.46; transformers 4.45 never counts.)
+    trainer.model_accepts_loss_kwargs = False
     if not progress:  # the printer of raw log dicts: our records and callback replace it
         trainer.remove_callback(PrinterCallback)
     t0 = time.perf_counter()

@@ -171,6 +171,7 @@ def test_lesson_clears_outputs_and_keeps_only_what_matters(solution_nb):
     assert lesson.metadata == {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
+        "course": {"lesson": "03_merge"},  # the grader's lesson id, from the file name
     }
     nbformat.validate(lesson)
     # the solution object itself is untouched

@@ -7,33 +7,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 import pytest
+from lookalikes import AlwaysEqualDict, AlwaysEqualList, AlwaysEqualStr
 
 from course import checks as check
 from course.checks import CheckFailed, NotAttempted
 from course.checks import _core as core
 from course.checks import bpe as bpe_checks
 from course.tokenizer import ByteBPETokenizer, count_pretokens, learn_merges, pretokenize
-
-
-class AlwaysEqualList(list):
-    def __eq__(self, other):
-        return True
-
-    __hash__ = None
-
-
-class AlwaysEqualDict(dict):
-    def __eq__(self, other):
-        return True
-
-    __hash__ = None
-
-
-class AlwaysEqualStr(str):
-    def __eq__(self, other):
-        return True
-
-    __hash__ = str.__hash__
 
 
 def stub(*args):

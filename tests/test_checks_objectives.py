@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lookalikes import AlwaysEqualList, AlwaysEqualTensor
 
 from course import checks as check
 from course.checks import CheckFailed, NotAttempted
@@ -208,7 +209,7 @@ def mlm_mask_not_excluded(input_ids, mask_id, vocab_size, *, prob=0.15, generato
     (mlm_random_from_whole_vocab, "draw the random token among the ordinary ids only"),
     (mlm_mask_not_excluded, "draw the random token among the ordinary ids only"),
     (mlm_mask_all_positions, "only chosen positions are corrupted"),
-    (mlm_independent_draws, "u < 0.8 → mask_id, 0.8 <= u < 0.9 → random id, else keep"),
+    (mlm_independent_draws, "Split ONE uniform draw per chosen position"),
     (mlm_all_masked, "only 80% become mask_id"),
     (mlm_labels_everywhere, "labels must be -100 at every position that was not chosen"),
     (mlm_labels_but_specials, "labels must be -100 at every position that was not chosen"),
@@ -216,7 +217,7 @@ def mlm_mask_not_excluded(input_ids, mask_id, vocab_size, *, prob=0.15, generato
     (mlm_specials_chosen, "never choose special tokens"),
     (mlm_global_rng, "draw every random number from `generator`"),
     (mlm_fixed_prob, "use the prob argument"),
-    (mlm_in_place, "changed input_ids in place"),
+    (mlm_in_place, "changed its argument 1 in place"),
     (mlm_noise_everywhere, "only chosen positions are corrupted"),
 ])
 def test_mlm_mask_wrong_solutions_get_the_matching_hint(wrong, hint):
@@ -230,6 +231,107 @@ def test_mlm_mask_wrong_return_values_are_explained():
     assert "forget to `return`" in str(e)
     e = failure(check.mlm_mask, lambda ids, *a, **k: (ids.float(), ids))
     assert "dtype" in str(e)
+    e = failure(check.mlm_mask, lambda ids, *a, **k: list(mlm_mask_ok(ids, *a, **k)))
+    assert "expected tuple[torch.Tensor, torch.Tensor], got a list" in str(e)
+    e = failure(check.mlm_mask, lambda ids, *a, **k: tuple(
+        t.as_subclass(AlwaysEqualTensor) for t in mlm_mask_ok(ids, *a, **k)))
+    assert "AlwaysEqualTensor" in str(e)
+    e = failure(check.mlm_mask, lambda ids, *a, **k: tuple(t.int() for t in mlm_mask_ok(ids, *a, **k)))
+    assert "dtype torch.int32" in str(e)
+
+
+def mlm_split(mask_p, random_p):
+    """mlm_mask_ok with another (mask, random, keep) split of the chosen positions."""
+    def fn(input_ids, mask_id, vocab_size, *, prob=0.15, generator, special_ids=()):
+        special = torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype))
+        chosen = (torch.rand(input_ids.shape, generator=generator) < prob) & ~special
+        labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+        u = torch.rand(input_ids.shape, generator=generator)
+        ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_ids and i != mask_id])
+        random_ids = ordinary[torch.randint(len(ordinary), input_ids.shape, generator=generator)]
+        inputs = input_ids.clone()
+        inputs[chosen & (u < mask_p)] = mask_id
+        swap = chosen & (u >= mask_p) & (u < mask_p + random_p)
+        inputs[swap] = random_ids[swap]
+        return inputs, labels
+    return fn
+
+
+@pytest.mark.parametrize(("mask_p", "random_p", "named"), [
+    (0.80, 0.15, "80/15/5 split"), (0.85, 0.10, "85/10/5 split"), (0.75, 0.15, "75/15/10 split"),
+])
+def test_mlm_mask_wrong_splits_are_rejected_and_named(mask_p, random_p, named):
+    e = failure(check.mlm_mask, mlm_split(mask_p, random_p))
+    assert named in str(e), str(e)
+    assert "seeded batches" in str(e) and "expected about 80% mask / 10% random / 10% unchanged" in str(e)
+
+
+def mlm_other_draw_order(input_ids, mask_id, vocab_size, *, prob=0.15, generator, special_ids=()):
+    """Correct, drawing in another order: random ids first, then the split, then the choice."""
+    ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_ids and i != mask_id])
+    random_ids = ordinary[torch.randint(len(ordinary), input_ids.shape, generator=generator)]
+    u = torch.rand(input_ids.shape, generator=generator)
+    special = torch.isin(input_ids, torch.tensor([*special_ids, mask_id], dtype=input_ids.dtype))
+    chosen = (torch.rand(input_ids.shape, generator=generator) < prob) & ~special
+    inputs = input_ids.clone()
+    inputs[chosen & (u >= 0.2)] = mask_id  # the top 80 % of u
+    swap = chosen & (u < 0.1)
+    inputs[swap] = random_ids[swap]
+    return inputs, input_ids.masked_fill(~chosen, -100)
+
+
+def mlm_one_uniform(input_ids, mask_id, vocab_size, *, prob=0.15, generator, special_ids=()):
+    """Correct with ONE uniform per position: u < prob chooses, u / prob splits 80/10/10."""
+    special = torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype))
+    u = torch.rand(input_ids.shape, generator=generator)
+    chosen = (u < prob) & ~special
+    v = u / prob
+    flat = input_ids.flatten().tolist()
+    ordinary = [i for i in range(vocab_size) if i not in special_ids and i != mask_id]
+    out = list(flat)
+    for t, (c, w) in enumerate(zip(chosen.flatten().tolist(), v.flatten().tolist(), strict=True)):
+        if c and w < 0.8:
+            out[t] = mask_id
+        elif c and w < 0.9:
+            out[t] = ordinary[int(torch.randint(len(ordinary), (), generator=generator))]
+    inputs = torch.tensor(out, dtype=input_ids.dtype).reshape(input_ids.shape)
+    return inputs, torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+
+
+@pytest.mark.parametrize("fn", [mlm_other_draw_order, mlm_one_uniform])
+def test_mlm_mask_correct_alternatives_pass(fn, capsys):
+    check.mlm_mask(fn)
+    assert capsys.readouterr().out.startswith("✓ mlm_mask: ")
+
+
+def test_mlm_mask_acceptance_intervals_are_tight_enough_and_safe_enough():
+    import math
+
+    from course.checks.objectives import _ALPHA, _binomial_interval
+
+    # about the number of chosen positions the check sees
+    n = 17_000
+    coincide = 1 / 61
+    for p_right, wrong in ((0.8, (0.75, 0.85)), (0.1 * (1 - coincide), (0.05 * (1 - coincide),
+                                                                       0.15 * (1 - coincide))),
+                           (0.1 * (1 + coincide), (0.05 + 0.1 * coincide, 0.05 + 0.15 * coincide))):
+        lo, hi = _binomial_interval(n, p_right, _ALPHA)
+        sd = math.sqrt(n * p_right * (1 - p_right))
+        assert lo < n * p_right < hi and (hi - lo) / sd < 15  # about +-6.5 sd: not wider
+        for q in wrong:  # each wrong split's mean is > 8 of its own sd outside the interval
+            sd_q = math.sqrt(n * q * (1 - q))
+            assert not lo - 8 * sd_q <= n * q <= hi + 8 * sd_q
+    # the exact tails are what they claim
+    lo, hi = _binomial_interval(200, 0.5, 0.01)
+    tail = sum(math.comb(200, k) for k in range(lo)) / 2 ** 200
+    assert tail <= 0.01 < tail + math.comb(200, lo) / 2 ** 200
+
+
+def test_hint_levels_exist():
+    from course.checks._core import HINTS
+
+    for name in ("mlm_mask", "span_corrupt", "prefix_lm_batch", "fim_psm"):
+        assert len(HINTS[name]) == 2, name
 
 
 # ---------------------------------------------------------------------------- span_corrupt
@@ -288,6 +390,54 @@ def span_final_reused(ids, noise_mask, sentinel_ids):
 
 def span_counting_from_one(ids, noise_mask, sentinel_ids):
     return span_corrupt_ok(ids, noise_mask, sentinel_ids[1:])
+
+
+def test_span_corrupt_contract_and_mutation():
+    e = failure(check.span_corrupt, lambda i, m, s: list(span_corrupt_ok(i, m, s)))
+    assert "expected tuple[list[int], list[int]], got a list" in str(e)
+    e = failure(check.span_corrupt, lambda i, m, s: tuple(torch.tensor(x) for x in span_corrupt_ok(i, m, s)))
+    assert "got a tuple holding a torch.Tensor" in str(e)
+    e = failure(check.span_corrupt, lambda i, m, s: tuple(AlwaysEqualList(x) for x in span_corrupt_ok(i, m, s)))
+    assert "AlwaysEqualList" in str(e)
+
+    def pops_mask(ids, noise_mask, sentinel_ids):
+        out = span_corrupt_ok(ids, noise_mask, sentinel_ids)
+        noise_mask.reverse()
+        return out
+
+    e = failure(check.span_corrupt, pops_mask)
+    assert "changed its argument 2 in place" in str(e)
+
+
+def test_prefix_lm_batch_contract():
+    e = failure(check.prefix_lm_batch, lambda ids, p: list(prefix_lm_batch_ok(ids, p)))
+    assert "expected tuple[torch.Tensor, torch.Tensor], got a list" in str(e)
+    e = failure(check.prefix_lm_batch, lambda ids, p: (
+        prefix_lm_batch_ok(ids, p)[0].expand(ids.size(0), -1, -1), prefix_lm_batch_ok(ids, p)[1]))
+    assert "attn_mask has shape (2, 6, 6), expected (6, 6)" in str(e)
+    e = failure(check.prefix_lm_batch, lambda ids, p: (prefix_lm_batch_ok(ids, p)[0],
+                                                        prefix_lm_batch_ok(ids, p)[1].int()))
+    assert "labels have shape" in str(e) and "torch.int32" in str(e)
+    e = failure(check.prefix_lm_batch, lambda ids, p: tuple(
+        t.as_subclass(AlwaysEqualTensor) for t in prefix_lm_batch_ok(ids, p)))
+    assert "AlwaysEqualTensor" in str(e)
+
+
+def test_fim_psm_contract_and_mutation():
+    e = failure(check.fim_psm, lambda *a: tuple(fim_psm_ok(*a)))
+    assert "expected list[int], got a tuple" in str(e)
+    e = failure(check.fim_psm, lambda *a: torch.tensor(fim_psm_ok(*a)))
+    assert "expected list[int], got a torch.Tensor" in str(e)
+    e = failure(check.fim_psm, lambda *a: AlwaysEqualList(fim_psm_ok(*a)))
+    assert "AlwaysEqualList" in str(e)
+
+    def appends(ids, i, j, pre_id, suf_id, mid_id):
+        out = fim_psm_ok(ids, i, j, pre_id, suf_id, mid_id)
+        ids.append(mid_id)
+        return out
+
+    e = failure(check.fim_psm, appends)
+    assert "changed its argument 1 in place" in str(e)
 
 
 @pytest.mark.parametrize(("wrong", "hint"), [
@@ -385,7 +535,7 @@ def prefix_labels_shifted_by_hand(ids, prefix_len):
     (prefix_bidirectional, "the mask is bidirectional everywhere"),
     (prefix_transposed, "transposed"),
     (prefix_labels_kept, "the prefix must carry no loss"),
-    (prefix_in_place, "changed ids in place"),
+    (prefix_in_place, "changed its argument 1 in place"),
     (prefix_float_mask, "a boolean mask"),
     (prefix_labels_swapped, "the other way round"),
 ])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from lookalikes import AlwaysEqualFloat as AlwaysEqual
 
 from course import checks as check
 from course import evaluate
@@ -27,7 +29,17 @@ def ppl_by_hand(logits, labels):
 def ppl_with_cross_entropy(logits, labels):
     V = logits.size(-1)
     return torch.exp(F.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1),
-                                      ignore_index=-100))  # a 0-dim tensor is accepted too
+                                      ignore_index=-100)).item()
+
+
+def ppl_returns_0dim_tensor(logits, labels):
+    V = logits.size(-1)
+    return torch.exp(F.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1),
+                                      ignore_index=-100))  # forgot .item(): the docstring says float
+
+
+def ppl_numpy_float32(logits, labels):
+    return np.float32(ppl_by_hand(logits, labels))
 
 
 def ppl_no_shift(logits, labels):
@@ -52,7 +64,7 @@ def ppl_returns_nll(logits, labels):
     return math.log(ppl_by_hand(logits, labels))
 
 
-@pytest.mark.parametrize("fn", [ppl_by_hand, ppl_with_cross_entropy])
+@pytest.mark.parametrize("fn", [ppl_by_hand, ppl_with_cross_entropy, ppl_numpy_float32])
 def test_perplexity_accepts_correct_code(fn, capsys):
     check.perplexity_from_logits(fn)
     assert capsys.readouterr().out.startswith("✓ perplexity_from_logits: 6 cases passed")
@@ -78,16 +90,30 @@ def test_perplexity_reference_agrees_with_the_package_and_the_model_convention()
     assert reference_perplexity(logits, labels) == pytest.approx(evaluate.perplexity(nll.item()))
 
 
-def test_perplexity_reports_a_tensor_of_many_values_and_in_place_edits():
-    with pytest.raises(CheckFailed, match="expected one number"):
+def test_perplexity_rejects_tensors_and_other_types_as_the_docstring_says_float():
+    with pytest.raises(CheckFailed, match="expected float") as info:
+        check.perplexity_from_logits(ppl_returns_0dim_tensor)
+    assert "call .item()" in str(info.value)
+    with pytest.raises(CheckFailed, match="expected float") as info:
         check.perplexity_from_logits(lambda logits, labels: logits[:, :-1].logsumexp(-1))
+    assert "reduce to a single number" in str(info.value)
+    with pytest.raises(CheckFailed, match="expected float, got a list"):
+        check.perplexity_from_logits(lambda logits, labels: [ppl_by_hand(logits, labels)])
+    with pytest.raises(CheckFailed, match="expected float, got an AlwaysEqual"):
+        check.perplexity_from_logits(lambda logits, labels: AlwaysEqual(1.0))
 
-    def edits_labels(logits, labels):
-        labels[labels == -100] = 0
+
+@pytest.mark.parametrize("edit, argument", [
+    (lambda logits, labels: labels.masked_fill_(labels == -100, 0), "argument 2"),
+    (lambda logits, labels: logits.sub_(logits.amax(-1, keepdim=True)), "argument 1"),
+])
+def test_perplexity_in_place_edits_are_rejected(edit, argument):
+    def edits(logits, labels):
+        edit(logits, labels)
         return ppl_by_hand(logits, labels)
 
-    with pytest.raises(CheckFailed, match="changed its input tensors"):
-        check.perplexity_from_logits(edits_labels)
+    with pytest.raises(CheckFailed, match=f"changed its {argument} in place"):
+        check.perplexity_from_logits(edits)
 
 
 def test_perplexity_stub_is_not_attempted():
@@ -104,7 +130,29 @@ def test_perplexity_stub_is_not_attempted():
 def test_bits_per_byte_accepts_correct_code_and_matches_the_package(capsys):
     check.bits_per_byte(lambda total, n: total / (math.log(2) * n))
     check.bits_per_byte(evaluate.bits_per_byte)
-    assert capsys.readouterr().out.count("✓ bits_per_byte: 6 cases passed") == 2
+    check.bits_per_byte(lambda total, n: np.float32(total) / np.float32(math.log(2) * n))
+    check.bits_per_byte(lambda total, n: (torch.tensor(total, dtype=torch.float32)
+                                          / (math.log(2) * n)).item())
+    check.bits_per_byte(lambda total, n: total / math.log(2) / n)  # another order
+    assert capsys.readouterr().out.count("✓ bits_per_byte: 6 cases passed") == 5
+
+
+def test_bits_per_byte_rejects_tensors_as_the_docstring_says_float():
+    with pytest.raises(CheckFailed, match="expected float") as info:
+        check.bits_per_byte(lambda total, n: torch.tensor(total) / (math.log(2) * n))
+    assert "call .item()" in str(info.value)
+    with pytest.raises(CheckFailed, match="expected float, got a tuple"):
+        check.bits_per_byte(lambda total, n: (total / (math.log(2) * n),))
+    with pytest.raises(CheckFailed, match="expected float, got an AlwaysEqual"):
+        check.bits_per_byte(lambda total, n: AlwaysEqual(0.0))
+
+
+def test_hint_levels_exist():
+    from course.checks._core import HINTS
+
+    for name in ("perplexity_from_logits", "bits_per_byte", "bigram_nll"):
+        assert len(HINTS[name]) == 2, name
+    assert "total_nll_nats / (" not in " ".join(HINTS["bits_per_byte"])
 
 
 @pytest.mark.parametrize("fn, hint", [
@@ -179,7 +227,25 @@ def bigram_divides_by_len(train_ids, val_ids, vocab_size):
     return bigram_by_counts(train_ids, val_ids, vocab_size) * (len(val_ids) - 1) / len(val_ids)
 
 
-@pytest.mark.parametrize("fn", [bigram_by_counts, bigram_python_dicts])
+def bigram_float32(train_ids, val_ids, vocab_size):
+    return np.float32(bigram_by_counts(train_ids, val_ids, vocab_size))
+
+
+def bigram_edits_val(train_ids, val_ids, vocab_size):
+    out = bigram_by_counts(train_ids, val_ids, vocab_size)
+    val_ids.zero_()
+    return out
+
+
+def test_bigram_contract_and_mutation():
+    with pytest.raises(CheckFailed, match="expected float") as info:
+        check.bigram_nll(lambda t, v, n: torch.tensor(bigram_by_counts(t, v, n)))
+    assert "call .item()" in str(info.value)
+    with pytest.raises(CheckFailed, match="changed its argument 2 in place"):
+        check.bigram_nll(bigram_edits_val)
+
+
+@pytest.mark.parametrize("fn", [bigram_by_counts, bigram_python_dicts, bigram_float32])
 def test_bigram_accepts_correct_code(fn, capsys):
     check.bigram_nll(fn)
     assert capsys.readouterr().out.startswith("✓ bigram_nll: 5 cases passed")

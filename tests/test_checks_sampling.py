@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lookalikes import AlwaysEqualTensor
 
 from course import checks as check
 from course.checks import CheckFailed, NotAttempted
@@ -85,7 +86,7 @@ def test_top_k_accepts_correct_code(fn, capsys):
     (top_k_keeps_k_minus_1, "you keep k - 1 tokens"),
     (top_k_keeps_k_plus_1, "you keep k + 1 tokens"),
     (top_k_by_indices, "tokens tied with the k-th largest logit are kept too"),
-    (top_k_no_clamp, "clamp it with min(k, logits.size(-1))"),
+    (top_k_no_clamp, "clamp k to the size of the last axis"),
     (lambda x, k: top_k_reference(x, k).nan_to_num(neginf=-1e9), "removed tokens must be -inf"),
 ])
 def test_top_k_rejects_typical_mistakes_with_their_hint(fn, hint):
@@ -106,11 +107,13 @@ def top_p_reference(logits, p):
     return logits.masked_fill(remove, NEG_INF)
 
 
-def top_p_shifted_mask(logits, p):
-    """The older transformers formulation: shift the 'cumsum > p' mask right by one."""
+def top_p_shifted_mask(logits, p, strict=False):
+    """Shift the 'cumsum >= p' mask right by one: remove a token when the tokens BEFORE it
+    already reach p. With `cum > p` (strict=True; the formulation of older transformers
+    releases) it keeps one token too many when a prefix holds exactly p."""
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-    remove_sorted = cum > p
+    remove_sorted = cum > p if strict else cum >= p
     remove_sorted[..., 1:] = remove_sorted[..., :-1].clone()
     remove_sorted[..., 0] = False
     remove = remove_sorted.scatter(-1, order, remove_sorted)
@@ -139,10 +142,65 @@ def top_p_renormalises(logits, p):
     return torch.log_softmax(top_p_reference(logits, p), dim=-1)
 
 
-@pytest.mark.parametrize("fn", [top_p_reference, top_p_shifted_mask, top_p_filter])
+def top_p_strict_greater(logits, p):
+    """`(cumsum - probs) > p`: keeps the next token when the top ones hold exactly p."""
+    probs = torch.softmax(logits, dim=-1)
+    sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+    remove_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) > p
+    remove = remove_sorted.scatter(-1, order, remove_sorted)
+    return logits.masked_fill(remove, NEG_INF)
+
+
+def top_p_ascending_like_hf(logits, p):
+    """transformers' own formulation: ascending sort, remove while the cumulative sum <= 1 - p."""
+    sorted_logits, order = torch.sort(logits, descending=False)
+    cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove_sorted = cum <= (1 - p)
+    remove_sorted[..., -1:] = False
+    return logits.masked_fill(remove_sorted.scatter(-1, order, remove_sorted), NEG_INF)
+
+
+def top_p_float64(logits, p):
+    """Correct, with the probabilities in float64; returns the float32 logits."""
+    probs = torch.softmax(logits.double(), dim=-1)
+    sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+    remove_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= p
+    return logits.masked_fill(remove_sorted.scatter(-1, order, remove_sorted), NEG_INF)
+
+
+@pytest.mark.parametrize("fn", [top_p_reference, top_p_shifted_mask, top_p_filter,
+                                top_p_ascending_like_hf, top_p_float64])
 def test_top_p_accepts_correct_code(fn, capsys):
     check.top_p(fn)
-    assert capsys.readouterr().out.startswith("✓ top_p: 10 cases passed")
+    assert capsys.readouterr().out.startswith("✓ top_p: 12 cases passed")
+
+
+def test_top_p_boundary_case_is_exact_in_float32_and_matches_transformers():
+    import math
+
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    x = torch.tensor([0.0, -math.log(2), -math.log(4), -math.log(4)])
+    probs = torch.softmax(x, dim=-1)
+    assert probs.dtype == torch.float32 and probs.tolist() == [0.5, 0.25, 0.125, 0.125]
+    # every partial sum, in either order, is exact in float32
+    assert probs.cumsum(-1).tolist() == [0.5, 0.75, 0.875, 1.0]
+    assert probs.flip(-1).cumsum(-1).tolist() == [0.125, 0.25, 0.5, 1.0]
+    for p, n_kept in ((0.5, 1), (0.75, 2)):
+        hf = TopPLogitsWarper(p)(None, x[None].clone())[0]
+        assert int(torch.isfinite(hf).sum()) == n_kept
+        assert torch.equal(top_p_filter(x, p), hf)
+        assert int(torch.isfinite(top_p_strict_greater(x, p)).sum()) == n_kept + 1
+
+
+@pytest.mark.parametrize("fn", [top_p_strict_greater,
+                                lambda x, p: top_p_shifted_mask(x, p, strict=True)])
+def test_top_p_strict_greater_is_rejected_on_the_boundary_with_its_hint(fn):
+    with pytest.raises(CheckFailed, match="a prefix holds exactly p") as info:
+        check.top_p(fn)
+    msg = str(info.value)
+    assert "p=0.5" in msg and "expected 1 surviving" in msg and "keeps 2" in msg
+    assert "one token too many at the boundary" in msg and "EXACTLY p" in msg
 
 
 @pytest.mark.parametrize("fn, hint", [
@@ -165,6 +223,40 @@ def test_stubs_are_not_attempted(name):
 def test_wrong_shape_is_explained_before_values():
     with pytest.raises(CheckFailed, match="expected shape"):
         check.top_k(lambda x, k: top_k_reference(x, k).reshape(-1))
+
+
+@pytest.mark.parametrize("name, good", [("apply_temperature", temperature_filter),
+                                        ("top_k", top_k_filter), ("top_p", top_p_filter)])
+def test_filters_contract(name, good):
+    # a list instead of a tensor
+    with pytest.raises(CheckFailed, match="expected torch.Tensor, got a list"):
+        getattr(check, name)(lambda x, a: good(x, a).tolist())
+    # an always-equal tensor subclass
+    with pytest.raises(CheckFailed, match="expected torch.Tensor, got an AlwaysEqualTensor"):
+        getattr(check, name)(lambda x, a: good(x, a).as_subclass(AlwaysEqualTensor))
+    # float64 instead of the input's float32
+    with pytest.raises(CheckFailed, match="expected dtype torch.float32") as info:
+        getattr(check, name)(lambda x, a: good(x, a).double())
+    assert "keep the logits' dtype" in str(info.value)
+
+
+@pytest.mark.parametrize("name, in_place", [
+    ("apply_temperature", lambda x, t: x.div_(t)),
+    ("top_k", lambda x, k: x.masked_fill_(x < torch.topk(x, min(k, x.size(-1))).values[..., -1:],
+                                          NEG_INF)),
+    ("top_p", lambda x, p: x.masked_fill_(top_p_filter(x, p).isneginf(), NEG_INF)),
+])
+def test_filters_in_place_edits_are_rejected(name, in_place):
+    with pytest.raises(CheckFailed, match="changed its argument 1 in place") as info:
+        getattr(check, name)(in_place)
+    assert "do not modify the logits in place" in str(info.value)
+
+
+def test_hint_levels_exist():
+    from course.checks._core import HINTS
+
+    for name in ("apply_temperature", "top_k", "top_p", "sample_with_cache"):
+        assert len(HINTS[name]) == 2, name
 
 
 # ---------------------------------------------------------------- KV-cache decoding
@@ -366,6 +458,23 @@ def test_sample_with_cache_rejects_typical_mistakes_with_their_hint(fn, hint):
     with pytest.raises(CheckFailed) as info:
         check.sample_with_cache(fn)
     assert hint in str(info.value)
+
+
+def test_sample_with_cache_contract():
+    with pytest.raises(CheckFailed, match="expected torch.Tensor, got a list"):
+        check.sample_with_cache(lambda *a, **k: cached_loop(*a, **k).tolist())
+    with pytest.raises(CheckFailed, match="expected token ids of dtype torch.int64"):
+        check.sample_with_cache(lambda *a, **k: cached_loop(*a, **k).int())
+    with pytest.raises(CheckFailed, match="got an AlwaysEqualTensor"):
+        check.sample_with_cache(lambda *a, **k: cached_loop(*a, **k).as_subclass(AlwaysEqualTensor))
+
+    def edits_prompt(model, prompt_ids, n_new, **settings):
+        out = cached_loop(model, prompt_ids, n_new, **settings)
+        prompt_ids.zero_()
+        return out
+
+    with pytest.raises(CheckFailed, match="changed prompt_ids in place"):
+        check.sample_with_cache(edits_prompt)
 
 
 def test_sample_with_cache_names_unfinished_filters_instead_of_not_attempted():

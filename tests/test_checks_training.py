@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from lookalikes import AlwaysEqualFloat as AlwaysEqual
 
 from course import checks as check
 from course.checks import CheckFailed, NotAttempted
@@ -78,10 +79,85 @@ def schedule_hf_convention(step, max_lr, warmup_steps, max_steps, min_lr):
     return schedule_ok(step, max_lr, warmup_steps, max_steps, min_lr)
 
 
+def schedule_float32(step, max_lr, warmup_steps, max_steps, min_lr):
+    """Correct, computed on float32 tensors (torch.cos), returned as a Python float."""
+    if step < warmup_steps:
+        return (torch.tensor(max_lr, dtype=torch.float32) * (step + 1) / warmup_steps).item()
+    if step >= max_steps:
+        return torch.tensor(min_lr, dtype=torch.float32).item()
+    progress = torch.tensor((step - warmup_steps) / max(1, max_steps - warmup_steps),
+                            dtype=torch.float32)
+    lo, hi = torch.tensor(min_lr, dtype=torch.float32), torch.tensor(max_lr, dtype=torch.float32)
+    return (lo + 0.5 * (1 + torch.cos(torch.pi * progress)) * (hi - lo)).item()
+
+
+def schedule_numpy_float32(step, max_lr, warmup_steps, max_steps, min_lr):
+    import numpy as np
+
+    return np.float32(schedule_ok(step, max_lr, warmup_steps, max_steps, min_lr))
+
+
+def schedule_strict_after_max(step, max_lr, warmup_steps, max_steps, min_lr):
+    # `step > max_steps` instead of `>=`: only wrong when warmup_steps == max_steps, where
+    # step == max_steps would start a cosine of 0 steps (progress 0 -> max_lr)
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step > max_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+def schedule_returns_tensor(step, max_lr, warmup_steps, max_steps, min_lr):
+    return torch.tensor(schedule_ok(step, max_lr, warmup_steps, max_steps, min_lr),
+                        dtype=torch.float64)
+
+
+def schedule_mutates_nothing_but_returns_a_list(step, max_lr, warmup_steps, max_steps, min_lr):
+    return [schedule_ok(step, max_lr, warmup_steps, max_steps, min_lr)]
+
+
 def test_schedule_reference_passes(capsys):
     check.lr_schedule(schedule_ok)
     out = capsys.readouterr().out
     assert out.startswith("✓ lr_schedule: ") and out.endswith(" cases passed\n")
+
+
+@pytest.mark.parametrize("fn", [schedule_float32, schedule_numpy_float32])
+def test_schedule_float32_accuracy_is_accepted(fn, capsys):
+    check.lr_schedule(fn)
+    assert capsys.readouterr().out.startswith("✓ lr_schedule: ")
+
+
+def test_float32_schedule_really_differs_from_float64_beyond_the_old_tolerance():
+    worst = max(abs(schedule_float32(s, 5e-4, 5, 40, 0.0) - schedule_ok(s, 5e-4, 5, 40, 0.0))
+                / max(schedule_ok(s, 5e-4, 5, 40, 0.0), 1e-30) for s in range(5, 40))
+    assert worst > 1e-9  # the old rtol=1e-9 rejected it
+
+
+def test_step_beyond_max_with_warmup_equal_to_max_steps_gets_its_own_hint():
+    with pytest.raises(CheckFailed, match="step=25, max_lr=0.002, warmup_steps=25") as info:
+        check.lr_schedule(schedule_strict_after_max)
+    msg = str(info.value)
+    assert "no cosine phase" in msg and "step >= max_steps" in msg
+    assert "decays to 0" not in msg
+
+
+@pytest.mark.parametrize("fn, fragment", [
+    (schedule_returns_tensor, "expected float, got a torch.Tensor"),
+    (schedule_mutates_nothing_but_returns_a_list, "expected float, got a list"),
+    (lambda *a: None, "forget to `return`"),
+])
+def test_schedule_wrong_return_types_are_rejected(fn, fragment):
+    with pytest.raises(CheckFailed) as info:
+        check.lr_schedule(fn)
+    assert fragment in str(info.value)
+    assert "Python float" in str(info.value)
+
+
+def test_schedule_always_equal_float_is_rejected():
+    with pytest.raises(CheckFailed, match="expected float, got an AlwaysEqual"):
+        check.lr_schedule(lambda *a: AlwaysEqual(1.0))
 
 
 @pytest.mark.parametrize("step, warmup, max_steps", [(0, 10, 100), (9, 10, 100), (10, 10, 100),
@@ -106,6 +182,16 @@ def test_schedule_mistakes_are_named(wrong, hint):
     with pytest.raises(CheckFailed, match="lr_schedule: on input step=") as info:
         check.lr_schedule(wrong)
     assert hint in str(info.value)
+
+
+def test_hint_levels_exist_and_do_not_print_the_answer_line():
+    from course.checks._core import HINTS
+
+    for name in ("lr_schedule", "train_step"):
+        assert len(HINTS[name]) == 2, name
+    joined = " ".join(HINTS["lr_schedule"])
+    assert "(step + 1) / warmup_steps" not in joined and "min_lr +" not in joined
+    assert "clip_grad_norm_(model.parameters(), grad_clip)" not in " ".join(HINTS["train_step"])
 
 
 def test_schedule_not_attempted():
@@ -239,7 +325,7 @@ def test_step_zeroing_at_the_start_is_accepted(capsys):
     (step_no_zero_grad, "call optimizer.zero_grad() after optimizer.step()"),
     (step_clip_after_step, "clip the gradients BEFORE optimizer.step()"),
     (step_no_clip, "clip the gradients BEFORE optimizer.step()"),
-    (step_returns_tensor, "return loss.item()"),
+    (step_returns_tensor, "return the loss as a Python float"),
     (step_zero_grad_before_step, "gradients were all zero"),
     (step_forgets_backward, "gradients were all zero"),
     (step_clip_each_tensor, "clipped on its own"),
@@ -256,6 +342,50 @@ def test_no_zero_grad_passes_the_first_step_and_fails_a_later_one():
     with pytest.raises(CheckFailed, match="on input step 2 of 3") as info:
         check.train_step(step_no_zero_grad)
     assert "backward() added to them" in str(info.value)
+
+
+def step_edits_labels(model, optimizer, x, y, grad_clip):
+    y[y == -100] = 0  # "fixes" the padding in the caller's labels
+    return step_ok(model, optimizer, x, y, grad_clip)
+
+
+def step_edits_inputs(model, optimizer, x, y, grad_clip):
+    x.clamp_(max=15)
+    return step_ok(model, optimizer, x, y, grad_clip)
+
+
+def step_numpy_float(model, optimizer, x, y, grad_clip):
+    import numpy as np
+
+    return np.float64(step_ok(model, optimizer, x, y, grad_clip))
+
+
+def step_returns_list(model, optimizer, x, y, grad_clip):
+    return [step_ok(model, optimizer, x, y, grad_clip)]
+
+
+@pytest.mark.parametrize("wrong, argument", [(step_edits_labels, "argument 4"),
+                                             (step_edits_inputs, "argument 3")])
+def test_step_must_not_change_x_or_y(wrong, argument):
+    with pytest.raises(CheckFailed, match=f"changed its {argument} in place"):
+        check.train_step(wrong)
+
+
+def test_step_may_change_the_model_and_the_optimizer_and_return_a_numpy_float(capsys):
+    check.train_step(step_numpy_float)  # model and optimizer change: that is the point
+    assert capsys.readouterr().out == "✓ train_step: 5 cases passed\n"
+
+
+def test_step_wrong_container_and_always_equal_are_rejected():
+    with pytest.raises(CheckFailed, match="expected float, got a list"):
+        check.train_step(step_returns_list)
+
+    def always_equal(model, optimizer, x, y, grad_clip):
+        step_ok(model, optimizer, x, y, grad_clip)
+        return AlwaysEqual(123.0)
+
+    with pytest.raises(CheckFailed, match="expected float, got an AlwaysEqual"):
+        check.train_step(always_equal)
 
 
 def test_step_not_attempted():

@@ -18,6 +18,7 @@ from course.evaluate import evaluate_nll
 from course.export import from_hf_gpt2
 from course.hf_trainer import (
     PAD_TOKEN,
+    _record_maker,
     blocks_to_dataset,
     hf_gpt2_config,
     hf_training_arguments,
@@ -124,6 +125,25 @@ def test_hf_schedule_is_ours_one_step_late_during_warmup_and_equal_after():
     assert hf[0] == 0.0
     assert hf[1:warmup] == pytest.approx(ours[: warmup - 1], rel=1e-12)
     assert hf[warmup:] == pytest.approx(ours[warmup:], rel=1e-12)
+
+
+def test_records_carry_the_learning_rate_the_step_used():
+    """Transformers 4.45 logs the learning rate after the scheduler has stepped (the next
+    step's rate); the records take the rate from the optimizer at the optimizer step."""
+    from types import SimpleNamespace
+
+    cfg = TrainConfig(max_steps=10, batch_size=4, eval_interval=5, device="cpu")
+    records = []
+    callback = _record_maker(cfg, T, records.append)
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
+    state = SimpleNamespace(global_step=0)
+    for step, (used, next_lr) in enumerate([(0.0, 1e-3), (1e-3, 2e-3)], start=1):
+        opt.param_groups[0]["lr"] = used
+        callback.on_optimizer_step(None, state, None, optimizer=opt)
+        opt.param_groups[0]["lr"] = next_lr  # the scheduler steps before the log
+        state.global_step = step
+        callback.on_log(None, state, None, logs={"loss": 2.0, "learning_rate": next_lr, "grad_norm": 1.0})
+    assert [(r["step"], r["lr"]) for r in records] == [(1, 0.0), (2, 1e-3)]
 
 
 # ----------------------------------------------------------------- dataset, collator

@@ -297,3 +297,76 @@ def test_live_plot_widget_as_train_callback(tok):
     train(m, ids, ids, cfg, callback=plot, progress=False)
     fig = plot.figure()
     assert len(fig.data[0].x) == 6 and len(fig.data[1].x) == 2
+
+
+# ------------------------------------------------------------- drawing inside a kernel
+PLOTLY_JSON = "application/vnd.plotly.v1+json"
+
+
+@pytest.fixture
+def kernel_like(monkeypatch):
+    """Widgets believe a kernel runs (so they draw), and any Output capture or `fig.show()` fails.
+
+    Capture (`with out:`) makes nbclient's Output emulation write back to the kernel on the
+    shell socket while it waits there for the execute_reply, which can stall a headless run
+    with the kernel idle; see `course.widgets._base.show_in`.
+    """
+    import ipywidgets
+    import plotly.graph_objects as go
+
+    import course.widgets._base as base
+    import course.widgets.loss_plot as lp
+
+    monkeypatch.setattr(base, "in_notebook", lambda: True)
+    monkeypatch.setattr(lp, "in_notebook", lambda: True)
+
+    def no_capture(self, *args):
+        raise AssertionError("a widget drew through `with Output:` capture")
+
+    def no_show(self, *args, **kwargs):
+        raise AssertionError("a widget called fig.show() (only valid inside a capture)")
+
+    monkeypatch.setattr(ipywidgets.Output, "__enter__", no_capture)
+    monkeypatch.setattr(go.Figure, "show", no_show)
+
+    def fake_display(obj):  # what IPython's display does with our objects
+        if hasattr(obj, "_ipython_display_"):
+            obj._ipython_display_()
+
+    monkeypatch.setattr("IPython.display.display", fake_display)
+
+
+def drawn(out) -> dict:
+    """The one figure an Output shows, as the plotly JSON a front end renders."""
+    assert len(out.outputs) == 1, out.outputs
+    output = out.outputs[0]
+    assert output["output_type"] == "display_data"
+    return output["data"][PLOTLY_JSON]
+
+
+def test_widgets_draw_by_setting_the_output_state_never_by_capture(kernel_like, model, tok, docs):
+    mask = mask_explorer(SENTENCE)
+    assert drawn(mask.output)["layout"]["title"]["text"] == mask.figure.layout.title.text
+    mask.controls["kind"].value = "bidirectional"  # a redraw replaces the figure, never appends
+    assert drawn(mask.output)["layout"]["title"]["text"] == mask.figure.layout.title.text
+    assert "bidirectional" in mask.figure.layout.title.text.lower()
+
+    pack = packing_viewer(docs, block_size=8, tokenizer=tok)
+    assert drawn(pack.output)["layout"]["title"]["text"] == pack.figure.layout.title.text
+
+    attn = attention_viewer(model, tok, SENTENCE[:20])
+    assert drawn(attn.output)["layout"]["title"]["text"] == attn.figure.layout.title.text
+
+    samp = sampling_explorer(model, tok, "the c")
+    samp.set(temperature=0.5, top_k=3)
+    assert drawn(samp.output)["layout"]["title"]["text"] == samp.figure.layout.title.text
+    assert "top-k=3" in samp.figure.layout.title.text
+
+
+def test_live_plot_draws_by_setting_the_output_state(kernel_like):
+    plot = LiveLossPlot(every=1, min_interval=0.0)
+    for r in records(6, val_every=3):
+        plot(r)
+    assert plot.draws == 6
+    x = drawn(plot.widget)["data"][0]["x"]
+    assert list(x) == [1, 2, 3, 4, 5, 6]

@@ -2,11 +2,13 @@
 
 * `mlm_mask`: `mlm_mask(input_ids, mask_id, vocab_size, *, prob=0.15, generator,
   special_ids=()) -> (inputs, labels)`, BERT's 80/10/10 masking. The learner's random
-  numbers differ from ours, so this check is statistical: on ~16 K seeded tokens the
-  shares (chosen, masked, random, kept) must fall within wide bounds (about 6 standard
-  deviations), and the exact parts (labels at chosen positions, untouched inputs
-  elsewhere, specials never chosen nor injected as random tokens, same generator seed →
-  same output) are exact.
+  numbers differ from ours (and may be drawn in any order), so this check counts: over
+  8 seeded batches (~130 K tokens, ~17 K chosen positions) the number of chosen tokens and
+  the numbers of masked / random / kept ones must fall inside exact binomial acceptance
+  intervals whose total false-rejection probability is below 1e-9, while the wrong splits
+  80/15/5, 85/10/5 and 75/15/10 land dozens of standard deviations outside. The exact parts
+  (labels at chosen positions, untouched inputs elsewhere, specials never chosen nor
+  injected as random tokens, same generator seed → same output) are exact.
 * `span_corrupt`: `span_corrupt(ids, noise_mask, sentinel_ids) -> (inputs, targets)`,
   T5's span corruption for a given noise mask; exact, against
   `course.objectives.span_corrupt`.
@@ -22,6 +24,7 @@ learner's output matches.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -30,8 +33,8 @@ from course.checks._core import (
     CheckFailed,
     call,
     exercise,
+    expect_contract,
     expect_equal,
-    expect_type,
     show,
 )
 
@@ -48,7 +51,9 @@ _MLM_SPECIALS = (0, 63)  # an end-of-text and a padding id
 def _mlm_case(seed: int, shape: tuple[int, ...]) -> Any:
     import torch
 
-    g = torch.Generator().manual_seed(seed)
+    # Not the seed of the generator handed to the learner: with the same seed, a learner who
+    # draws its random ids first would draw exactly these tokens again.
+    g = torch.Generator().manual_seed(10_000 + seed)
     ids = torch.randint(1, 62, shape, generator=g)
     flat = ids.view(-1)
     flat[:: 11] = 0  # some end-of-text tokens ...
@@ -56,27 +61,84 @@ def _mlm_case(seed: int, shape: tuple[int, ...]) -> Any:
     return ids
 
 
-def _as_pair(name: str, desc: str, got: Any, what: str) -> tuple[Any, Any]:
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        extra = " (did the function forget to `return`?)" if got is None else ""
-        raise CheckFailed(name, f"on input {desc} — expected a pair {what}, got {show(got)}{extra}",
-                          hint=f"end with `return {what.strip('()')}`")
-    return got[0], got[1]
+def _call(name: str, fn: Callable[..., Any], *args: Any, in_place_hint: str,
+          **kwargs: Any) -> Any:
+    """`call` (which fails when an argument comes back changed), with a lesson-specific hint
+    for an in-place change."""
+    try:
+        return call(name, fn, *args, **kwargs)
+    except CheckFailed as e:
+        if " in place" in e.detail:
+            raise CheckFailed(name, e.detail, in_place_hint) from None
+        raise
 
 
 def _expect_tensor_like(name: str, desc: str, what: str, got: Any, ref: Any) -> None:
-    import torch
-
-    expect_type(name, f"{desc} ({what})", torch.Tensor, got,
-                hint=f"return {what} as a tensor of the same shape as input_ids")
+    """`got` (already known to be a torch.Tensor) has the shape and dtype of `ref`."""
     if got.shape != ref.shape:
         raise CheckFailed(name, f"on input {desc} — {what} has shape {tuple(got.shape)}, "
                                 f"expected {tuple(ref.shape)} (the shape of input_ids)",
                           hint="keep the shape: work with boolean masks of input_ids' shape "
                                "instead of flattening or selecting")
-    if got.dtype.is_floating_point or got.dtype == torch.bool:
-        raise CheckFailed(name, f"on input {desc} — {what} has dtype {got.dtype}",
-                          hint="token ids are integers: keep input_ids' dtype (torch.long)")
+    if got.dtype != ref.dtype:
+        raise CheckFailed(name, f"on input {desc} — {what} has dtype {got.dtype}, expected "
+                                f"{ref.dtype} (the dtype of input_ids)",
+                          hint="token ids are integers: keep input_ids' dtype (torch.long), "
+                               "e.g. by starting from a clone of input_ids")
+
+
+def _binomial_interval(n: int, p: float, alpha: float) -> tuple[int, int]:
+    """[lo, hi] such that a Binomial(n, p) count falls below lo with probability <= alpha and
+    above hi with probability <= alpha (exact tails, summed with math.lgamma)."""
+    if n == 0:
+        return 0, 0
+    if p <= 0.0 or p >= 1.0:
+        return (0, 0) if p <= 0.0 else (n, n)
+    log_p, log_q = math.log(p), math.log1p(-p)
+    head = math.lgamma(n + 1)
+
+    def pmf(k: int) -> float:
+        return math.exp(head - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p
+                        + (n - k) * log_q)
+
+    lo, tail = 0, 0.0
+    while lo <= n and tail + pmf(lo) <= alpha:  # P(X < lo + 1) still <= alpha
+        tail += pmf(lo)
+        lo += 1
+    hi, tail = n, 0.0
+    while hi >= 0 and tail + pmf(hi) <= alpha:  # P(X > hi - 1) still <= alpha
+        tail += pmf(hi)
+        hi -= 1
+    return lo, hi
+
+
+# The false-rejection budget of the mlm_mask check: every two-sided interval below uses
+# alpha = 1e-10 per tail, and there are 5 of them (the chosen share at prob=0.15, the three
+# outcomes of the 80/10/10 split, the chosen share at prob=0.5): a correct implementation,
+# whatever order it draws its random numbers in, fails with probability <= 10 · 1e-10 = 1e-9.
+_ALPHA = 1e-10
+_MLM_SEEDS = range(8)  # 8 batches of (64, 256): ~14.4 K ordinary tokens, ~2.2 K chosen, each
+
+# (mask, random, keep) splits a learner may have written instead of BERT's (0.8, 0.1, 0.1),
+# with the hint that names each.
+_WRONG_SPLITS = [
+    ((0.80, 0.15, 0.05), "that is an 80/15/5 split (mask / random / unchanged), not BERT's "
+                         "80/10/10: 5 % too many random tokens and 5 % too few unchanged ones; "
+                         "check where your uniform draw separates 'random' from 'keep'"),
+    ((0.85, 0.10, 0.05), "that is an 85/10/5 split (mask / random / unchanged), not BERT's "
+                         "80/10/10: 5 % too many masks and 5 % too few unchanged tokens; check "
+                         "your thresholds on the uniform draw"),
+    ((0.75, 0.15, 0.10), "that is a 75/15/10 split (mask / random / unchanged), not BERT's "
+                         "80/10/10: 5 % too few masks and 5 % too many random tokens; check "
+                         "where your uniform draw separates 'mask' from 'random'"),
+    ((0.80, 0.02, 0.18), "that is about 80/2/18: 'mask with probability 0.8, then random with "
+                         "probability 0.1 among the rest' gives only 0.2 × 0.1 = 2 % random "
+                         "tokens. Split ONE uniform draw per chosen position into three "
+                         "intervals of 80 %, 10 % and 10 %"),
+    ((1.00, 0.00, 0.00), "of the chosen tokens only 80% become mask_id; 10% become a random "
+                         "token and 10% stay unchanged (one uniform draw per position decides "
+                         "which)"),
+]
 
 
 def _check_random_ids(name: str, desc: str, ids: Any, inputs: Any, chosen: Any, vocab_size: int,
@@ -93,12 +155,21 @@ def _check_random_ids(name: str, desc: str, ids: Any, inputs: Any, chosen: Any, 
         raise CheckFailed(name, f"on input {desc} — {bad.numel()} random replacement(s) are special "
                                 f"tokens (e.g. id {int(bad[0])}, one of special_ids)",
                           hint="draw the random token among the ordinary ids only (never a special "
-                               "id, never mask_id): e.g. ordinary = torch.tensor([i for i in "
-                               "range(vocab_size) if i not in special_ids and i != mask_id]), then "
-                               "ordinary[torch.randint(len(ordinary), shape, generator=generator)]")
+                               "id, never mask_id): make a tensor of the allowed ids once and "
+                               "index it with random positions drawn from generator")
 
 
-@exercise("mlm_mask")
+@exercise("mlm_mask", hints=(
+    "Two random decisions per position, both from `generator`: is it chosen (probability prob, "
+    "never a special id), and, for a chosen one, which of three corruptions it gets (80 % "
+    "mask_id, 10 % a random ordinary id, 10 % unchanged). Labels: the original id where chosen, "
+    "-100 elsewhere. Return the tuple (inputs, labels), two new tensors shaped like input_ids.",
+    "Build boolean masks of input_ids' shape: special (torch.isin with special_ids and mask_id), "
+    "chosen (a uniform draw < prob, and not special), then split the chosen ones with a second "
+    "uniform draw cut into three intervals. Random ids come from a tensor of the ordinary ids, "
+    "indexed with torch.randint(..., generator=generator). Work on clones: input_ids must not "
+    "change.",
+))
 def check_mlm_mask(mlm_mask: Callable[..., Any]) -> int:
     """Statistical and exact checks of BERT's 80/10/10 masking (see the module docstring)."""
     import torch
@@ -106,82 +177,118 @@ def check_mlm_mask(mlm_mask: Callable[..., Any]) -> int:
     name = "mlm_mask"
     cases = 0
     specials = _MLM_SPECIALS
+    in_place_hint = ("work on a copy: clone input_ids before writing into it (and build labels "
+                     "in a new tensor too); the caller's input_ids must stay as they were")
 
-    def run(ids: Any, seed: int, prob: float = 0.15, sp: tuple[int, ...] = specials) -> tuple[Any, Any, str]:
-        desc = (f"input_ids of shape {tuple(ids.shape)}, mask_id={_MLM_MASK}, vocab_size={_MLM_V}, "
-                f"prob={prob}, special_ids={sp}, generator seeded with {seed}")
-        before = ids.clone()
-        got = call(name, mlm_mask, ids, _MLM_MASK, _MLM_V, prob=prob,
-                   generator=torch.Generator().manual_seed(seed), special_ids=sp, inputs_desc=desc)
-        inputs, labels = _as_pair(name, desc, got, "(inputs, labels)")
-        if not torch.equal(ids, before):
-            raise CheckFailed(name, f"on input {desc} — your function changed input_ids in place",
-                              hint="work on a copy: inputs = input_ids.clone() (and labels too)")
+    def run(ids: Any, seed: int, prob: float = 0.15, sp: tuple[int, ...] = specials,
+            mask_id: int = _MLM_MASK, vocab_size: int = _MLM_V, what: str | None = None
+            ) -> tuple[Any, Any, str]:
+        desc = (f"input_ids {what or f'of shape {tuple(ids.shape)}'}, mask_id={mask_id}, "
+                f"vocab_size={vocab_size}, prob={prob}, special_ids={sp}, generator seeded "
+                f"with {seed}")
+        got = _call(name, mlm_mask, ids, mask_id, vocab_size, prob=prob,
+                    generator=torch.Generator().manual_seed(seed), special_ids=sp,
+                    inputs_desc=desc, in_place_hint=in_place_hint)
+        expect_contract(name, desc, tuple[torch.Tensor, torch.Tensor], got,
+                        hint="return the tuple (inputs, labels): two tensors shaped like "
+                             "input_ids")
+        inputs, labels = got
         _expect_tensor_like(name, desc, "inputs", inputs, ids)
         _expect_tensor_like(name, desc, "labels", labels, ids)
         return inputs, labels, desc
 
-    # --- a large case: the exact contract, then the statistics
-    ids = _mlm_case(0, (64, 256))
-    inputs, labels, desc = run(ids, seed=0)
-    cases += 1
-    chosen = labels != -100
-    ordinary = ~torch.isin(ids, torch.tensor(specials))
-    n_ord = int(ordinary.sum())
-    n = int(chosen.sum())
-    if n == 0:
-        raise CheckFailed(name, f"on input {desc} — no position has a label (labels are all -100)",
-                          hint="choose each ordinary position with probability prob "
-                               "(torch.rand(shape, generator=generator) < prob) and put the "
-                               "original token in labels there")
-    share = n / n_ord
-    if share > 0.5:
-        raise CheckFailed(name, f"on input {desc} — {n / ids.numel():.0%} of the positions have a label "
-                                "(not -100), so almost every token would carry a loss",
-                          hint="labels must be -100 at every position that was not chosen: only "
-                               "the ~15% chosen positions carry a loss (start from "
-                               "torch.full_like(input_ids, -100))")
-    if bool((chosen & ~ordinary).any()):
-        raise CheckFailed(name, f"on input {desc} — a special token (one of special_ids) was chosen",
-                          hint="never choose special tokens: exclude positions whose id is in "
-                               "special_ids before drawing (e.g. torch.isin(input_ids, ...))")
-    wrong_label = chosen & (labels != ids)
-    if bool(wrong_label.any()):
-        as_input = bool((labels[chosen] == inputs[chosen]).all())
-        raise CheckFailed(name, f"on input {desc} — at {int(wrong_label.sum())} chosen positions "
-                                "the label is not the original token",
-                          hint=("labels hold the ORIGINAL token (what the model must recover), "
-                                "not the corrupted input: build labels from input_ids before "
-                                "masking" if as_input else
-                                "at a chosen position the label is the original token input_ids[t]"))
-    touched = ~chosen & (inputs != ids)
-    if bool(touched.any()):
-        raise CheckFailed(name, f"on input {desc} — the input changed at {int(touched.sum())} "
-                                "positions that have no label",
-                          hint="only chosen positions are corrupted; apply the 80/10/10 split "
-                               "to the chosen positions only (AND with the chosen mask)")
-    if not 0.12 <= share <= 0.18:
-        raise CheckFailed(name, f"on input {desc} — {share:.1%} of the ordinary tokens were chosen, "
-                                "expected about 15%", hint="choose each non-special position "
-                                "independently with probability prob (the argument, 0.15 here)")
-    masked = int((chosen & (inputs == _MLM_MASK)).sum()) / n
-    kept = int((chosen & (inputs == ids)).sum()) / n
-    rand = 1.0 - masked - kept
-    if masked > 0.95:
-        raise CheckFailed(name, f"on input {desc} — {masked:.1%} of the chosen tokens became "
-                                "the mask token, expected about 80%",
-                          hint="of the chosen tokens only 80% become mask_id; 10% become a random "
-                               "token and 10% stay unchanged (one uniform draw per position "
-                               "decides which)")
-    for what, value, lo, hi in (("became the mask token", masked, 0.74, 0.86),
-                                ("became a random other token", rand, 0.05, 0.15),
-                                ("stayed unchanged", kept, 0.05, 0.15)):
-        if not lo <= value <= hi:
-            raise CheckFailed(name, f"on input {desc} — {value:.1%} of the chosen tokens {what}; "
-                                    "expected about 80% mask / 10% random / 10% unchanged",
-                              hint="decide per chosen position with u = torch.rand(...): "
-                                   "u < 0.8 → mask_id, 0.8 <= u < 0.9 → random id, else keep")
-    _check_random_ids(name, desc, ids, inputs, chosen, _MLM_V, specials)
+    # --- 8 large seeded batches: the exact contract on each, then the statistics on all
+    n_ord_all = n_chosen_all = n_masked_all = n_random_all = n_kept_all = 0
+    first: tuple[Any, Any, Any, str] | None = None
+    for seed in _MLM_SEEDS:
+        ids = _mlm_case(seed, (64, 256))
+        inputs, labels, desc = run(ids, seed=seed)
+        cases += 1
+        if first is None:
+            first = (ids, inputs, labels, desc)
+        chosen = labels != -100
+        ordinary = ~torch.isin(ids, torch.tensor(specials))
+        n_ord = int(ordinary.sum())
+        n = int(chosen.sum())
+        if n == 0:
+            raise CheckFailed(name, f"on input {desc} — no position has a label (labels are all "
+                                    "-100)",
+                              hint="choose each ordinary position with probability prob (a "
+                                   "uniform draw from generator, compared with prob) and put "
+                                   "the original token in labels there")
+        if n / n_ord > 0.5:
+            raise CheckFailed(name, f"on input {desc} — {n / ids.numel():.0%} of the positions "
+                                    "have a label (not -100), so almost every token would carry "
+                                    "a loss",
+                              hint="labels must be -100 at every position that was not chosen: "
+                                   "only the ~15% chosen positions carry a loss (start from a "
+                                   "tensor full of -100)")
+        if bool((chosen & ~ordinary).any()):
+            raise CheckFailed(name, f"on input {desc} — a special token (one of special_ids) was "
+                                    "chosen",
+                              hint="never choose special tokens: exclude positions whose id is "
+                                   "in special_ids before drawing (e.g. torch.isin(input_ids, "
+                                   "...))")
+        wrong_label = chosen & (labels != ids)
+        if bool(wrong_label.any()):
+            as_input = bool((labels[chosen] == inputs[chosen]).all())
+            raise CheckFailed(name, f"on input {desc} — at {int(wrong_label.sum())} chosen "
+                                    "positions the label is not the original token",
+                              hint=("labels hold the ORIGINAL token (what the model must "
+                                    "recover), not the corrupted input: build labels from "
+                                    "input_ids before masking" if as_input else
+                                    "at a chosen position the label is the original token "
+                                    "input_ids[t]"))
+        touched = ~chosen & (inputs != ids)
+        if bool(touched.any()):
+            raise CheckFailed(name, f"on input {desc} — the input changed at "
+                                    f"{int(touched.sum())} positions that have no label",
+                              hint="only chosen positions are corrupted; apply the 80/10/10 "
+                                   "split to the chosen positions only (AND with the chosen "
+                                   "mask)")
+        _check_random_ids(name, desc, ids, inputs, chosen, _MLM_V, specials)
+        n_ord_all += n_ord
+        n_chosen_all += n
+        n_masked_all += int((chosen & (inputs == _MLM_MASK)).sum())
+        n_kept_all += int((chosen & (inputs == ids)).sum())
+    n_random_all = n_chosen_all - n_masked_all - n_kept_all
+    seeds = f"{len(_MLM_SEEDS)} seeded batches of input_ids (64, 256) (seeds {_MLM_SEEDS.start}"\
+            f"..{_MLM_SEEDS.stop - 1}), mask_id={_MLM_MASK}, vocab_size={_MLM_V}, prob=0.15, " \
+            f"special_ids={specials}"
+
+    # The share of chosen tokens: Binomial(ordinary tokens, 0.15).
+    lo, hi = _binomial_interval(n_ord_all, 0.15, _ALPHA)
+    if not lo <= n_chosen_all <= hi:
+        raise CheckFailed(name, f"on input {seeds} — {n_chosen_all / n_ord_all:.1%} of the "
+                                f"{n_ord_all} ordinary tokens were chosen, expected about 15% "
+                                f"(a correct choice lands in {lo / n_ord_all:.1%} .. "
+                                f"{hi / n_ord_all:.1%})",
+                          hint="choose each non-special position independently with probability "
+                               "prob (the argument, 0.15 here)")
+    # The split of the chosen tokens. A random replacement is drawn among the 61 ordinary ids
+    # (1..61), so it equals the original token with probability 1/61 and then counts as kept.
+    coincide = 1 / (_MLM_V - len(specials) - 1)
+    shares = (n_masked_all / n_chosen_all, n_random_all / n_chosen_all,
+              n_kept_all / n_chosen_all)
+    observed = (f"{shares[0]:.1%} of the {n_chosen_all} chosen tokens became the mask token, "
+                f"{shares[1]:.1%} a random other token, {shares[2]:.1%} stayed unchanged; "
+                "expected about 80% mask / 10% random / 10% unchanged")
+    expected_p = (0.8, 0.1 * (1 - coincide), 0.1 * (1 + coincide))
+    for count, p in zip((n_masked_all, n_random_all, n_kept_all), expected_p, strict=True):
+        lo, hi = _binomial_interval(n_chosen_all, p, _ALPHA)
+        if lo <= count <= hi:
+            continue
+        hint = None
+        for (a, b, c), split_hint in _WRONG_SPLITS:
+            like = (a, b * (1 - coincide), c + b * coincide)
+            if max(abs(x - y) for x, y in zip(like, shares, strict=True)) < 0.02:
+                hint = split_hint
+                break
+        raise CheckFailed(name, f"on input {seeds} — {observed}", hint=hint or (
+            "decide per chosen position with ONE uniform draw split into three intervals of "
+            "80 %, 10 % and 10 % (mask / random ordinary id / unchanged)"))
+    assert first is not None
+    ids, inputs, labels, desc = first
 
     # --- the same seed must give the same masks: every random number from `generator`
     again, again_labels, _ = run(ids, seed=0)
@@ -194,13 +301,15 @@ def check_mlm_mask(mlm_mask: Callable[..., Any]) -> int:
                                "generator=generator)), never from the global RNG")
 
     # --- prob is an argument
-    inputs2, labels2, desc2 = run(_mlm_case(1, (32, 256)), seed=1, prob=0.5)
+    ids2 = _mlm_case(1, (32, 256))
+    inputs2, labels2, desc2 = run(ids2, seed=1, prob=0.5)
     cases += 1
-    share2 = int((labels2 != -100).sum()) / int((~torch.isin(_mlm_case(1, (32, 256)),
-                                                             torch.tensor(specials))).sum())
-    if not 0.45 <= share2 <= 0.55:
-        raise CheckFailed(name, f"on input {desc2} — {share2:.1%} of the ordinary tokens were "
-                                "chosen, expected about 50%",
+    n_ord2 = int((~torch.isin(ids2, torch.tensor(specials))).sum())
+    n2 = int((labels2 != -100).sum())
+    lo, hi = _binomial_interval(n_ord2, 0.5, _ALPHA)
+    if not lo <= n2 <= hi:
+        raise CheckFailed(name, f"on input {desc2} — {n2 / n_ord2:.1%} of the ordinary tokens "
+                                "were chosen, expected about 50%",
                           hint="use the prob argument, not a hard-coded 0.15")
 
     # --- random replacements are ordinary tokens: with half of this vocabulary special,
@@ -208,14 +317,10 @@ def check_mlm_mask(mlm_mask: Callable[..., Any]) -> int:
     sp_many = (0, 1, 2, 3, 4, 5)
     ids_s = torch.randint(6, 11, (64, 64), generator=torch.Generator().manual_seed(5))
     ids_s[:, ::9] = 0
-    desc_s = (f"input_ids of shape (64, 64) holding ids 6..10 and some 0s, mask_id=11, vocab_size=12, "
-              f"prob=0.5, special_ids={sp_many}, generator seeded with 5")
-    got = call(name, mlm_mask, ids_s, 11, 12, prob=0.5, generator=torch.Generator().manual_seed(5),
-               special_ids=sp_many, inputs_desc=desc_s)
+    inputs_s, labels_s, desc_s = run(ids_s, seed=5, prob=0.5, sp=sp_many, mask_id=11,
+                                     vocab_size=12,
+                                     what="of shape (64, 64) holding ids 6..10 and some 0s")
     cases += 1
-    inputs_s, labels_s = _as_pair(name, desc_s, got, "(inputs, labels)")
-    _expect_tensor_like(name, desc_s, "inputs", inputs_s, ids_s)
-    _expect_tensor_like(name, desc_s, "labels", labels_s, ids_s)
     _check_random_ids(name, desc_s, ids_s, inputs_s, labels_s != -100, 12, sp_many, mask_id=11)
 
     # --- edge cases: a 1-D input, only specials, no specials given
@@ -268,20 +373,16 @@ def _span_cases() -> list[tuple[list[int], list[bool]]]:
     return [(ids, [bool(b) for b in m]) for ids, m in cases]
 
 
-def _to_int_list(name: str, desc: str, what: str, got: Any,
-                 flat_hint: str = "extend it with a span's tokens, do not append the span as one list"
-                 ) -> list[int]:
-    if hasattr(got, "tolist") and not isinstance(got, (list, tuple)):
-        got = got.tolist()
-    if not isinstance(got, (list, tuple)):
-        raise CheckFailed(name, f"on input {desc} — {what} is {show(got)}, not a list of ids",
-                          hint=f"return {what} as a list of token ids")
-    bad = [x for x in got if isinstance(x, bool) or not isinstance(x, int)]
-    if bad:
-        raise CheckFailed(name, f"on input {desc} — {what} holds {show(bad[0])} "
-                                f"({type(bad[0]).__name__}), not only int ids",
-                          hint=f"{what} must be a flat list of ints ({flat_hint})")
-    return list(got)
+def _flat_problem(got: Any) -> str | None:
+    """A specific hint when a list the docstring wants flat holds lists or strings."""
+    items = got if isinstance(got, list) else []
+    if any(isinstance(x, str) for x in items):
+        return ("the special ids are ints, not strings: use the pre_id / suf_id / mid_id "
+                "arguments (a flat list of ints)")
+    if any(isinstance(x, (list, tuple)) for x in items):
+        return ("must be a flat list of ints: extend it with a span's tokens, do not append "
+                "the span as one list")
+    return None
 
 
 def _span_variants(ids: list[int], mask: list[bool]) -> dict[str, tuple[list[int], list[int]]]:
@@ -326,7 +427,15 @@ def _span_variants(ids: list[int], mask: list[bool]) -> dict[str, tuple[list[int
     }
 
 
-@exercise("span_corrupt")
+@exercise("span_corrupt", hints=(
+    "Walk through the tokens once, keeping a span counter k. A kept token goes to inputs; the "
+    "FIRST token of a run of noise adds sentinel_ids[k] to both lists (then k grows); every "
+    "noise token goes to targets. After the loop the targets get one more sentinel. Return "
+    "the tuple (inputs, targets) of two new lists of ints.",
+    "A noise token starts a new span when it is at position 0 or when the token before it was "
+    "not noise. The closing sentinel is the next unused one, sentinel_ids[k] with k the number "
+    "of spans. Try the docstring's example by hand: ids [1, 2, 3, 4, 5], mask [0, 1, 1, 0, 1].",
+))
 def check_span_corrupt(span_corrupt: Callable[..., Any]) -> int:
     """Exact comparison with `course.objectives.span_corrupt` on hand-picked and random masks."""
     from course.objectives import span_corrupt as reference
@@ -335,11 +444,18 @@ def check_span_corrupt(span_corrupt: Callable[..., Any]) -> int:
     cases = 0
     for ids, mask in _span_cases():
         desc = f"ids={show(ids)}, noise_mask={show([int(b) for b in mask])}, sentinel_ids={show(_SENT)}"
-        got = call(name, span_corrupt, list(ids), list(mask), list(_SENT), inputs_desc=desc)
+        got = _call(name, span_corrupt, ids, mask, _SENT, inputs_desc=desc,
+                    in_place_hint="build inputs and targets as new lists; ids, noise_mask and "
+                                  "sentinel_ids must stay as they were")
         cases += 1
-        g_in, g_tg = _as_pair(name, desc, got, "(inputs, targets)")
-        g_in = _to_int_list(name, desc, "inputs", g_in)
-        g_tg = _to_int_list(name, desc, "targets", g_tg)
+        flat = None
+        if isinstance(got, tuple) and len(got) == 2:
+            flat = next((f"{what} {p}" for what, part in zip(("inputs", "targets"), got,
+                                                            strict=True)
+                         if (p := _flat_problem(part))), None)
+        expect_contract(name, desc, tuple[list[int], list[int]], got, hint=flat or (
+            "return the tuple (inputs, targets), each a flat list of ints (not tensors)"))
+        g_in, g_tg = got
         e_in, e_tg = reference(ids, _SENT, noise_mask=mask)
         if (g_in, g_tg) == (e_in, e_tg):
             continue
@@ -376,7 +492,14 @@ def check_span_corrupt(span_corrupt: Callable[..., Any]) -> int:
 # ============================================================== prefix_lm_batch
 
 
-@exercise("prefix_lm_batch")
+@exercise("prefix_lm_batch", hints=(
+    "Two things: a (T, T) boolean mask that starts as the causal mask and additionally lets "
+    "every query read every key of the prefix, and labels that are a copy of ids with -100 "
+    "over the prefix positions. Return the tuple (attn_mask, labels).",
+    "torch.ones(T, T, dtype=torch.bool).tril() is the causal mask; the prefix keys are its "
+    "first prefix_len COLUMNS (mask[i, j]: query i, key j). The model shifts the labels by "
+    "itself: do not shift them, and clone ids before writing -100.",
+))
 def check_prefix_lm_batch(prefix_lm_batch: Callable[..., Any]) -> int:
     """Exact comparison of the mask and labels with the package's prefix LM."""
     import torch
@@ -389,28 +512,29 @@ def check_prefix_lm_batch(prefix_lm_batch: Callable[..., Any]) -> int:
     cases = 0
     for T, P in cases_in:
         ids = torch.randint(0, 50, (2, T), generator=g)
-        before = ids.clone()
         desc = f"ids={show(ids)}, prefix_len={P}"
-        got = call(name, prefix_lm_batch, ids, P, inputs_desc=desc)
+        got = _call(name, prefix_lm_batch, ids, P, inputs_desc=desc,
+                    in_place_hint="write the -100s into a copy of ids (clone it first), or the "
+                                  "input ids themselves get overwritten")
         cases += 1
-        mask, labels = _as_pair(name, desc, got, "(attn_mask, labels)")
-        if not torch.equal(ids, before):
-            raise CheckFailed(name, f"on input {desc} — your function changed ids in place",
-                              hint="labels = ids.clone() before writing -100 into it, or the "
-                                   "input ids themselves get overwritten")
-        expect_type(name, f"{desc} (attn_mask)", torch.Tensor, mask,
-                    hint="return the mask as a boolean tensor (T, T)")
+        expect_contract(name, desc, tuple[torch.Tensor, torch.Tensor], got,
+                        hint="return the tuple (attn_mask, labels): a boolean (T, T) tensor and "
+                             "a tensor like ids")
+        mask, labels = got
         if mask.dtype != torch.bool:
             raise CheckFailed(name, f"on input {desc} — attn_mask has dtype {mask.dtype}",
                               hint="a boolean mask: True = may attend (compare with `!= 0` or "
                                    "build it from torch.ones(T, T, dtype=torch.bool))")
         expected = prefix_lm_mask(T, P)
-        if mask.shape == (2, T, T) and all(torch.equal(m, expected) for m in mask):
-            mask = mask[0]
+        if mask.shape != (T, T):
+            raise CheckFailed(name, f"on input {desc} — attn_mask has shape {tuple(mask.shape)}, "
+                                    f"expected ({T}, {T})",
+                              hint="one (T, T) mask, shared by every row of the batch: row i "
+                                   "(the query) says which keys j it may read")
         if not torch.equal(mask, expected):
             if mask.shape == expected.shape and torch.equal(mask, causal_mask(T)):
                 hint = ("this is the causal mask: inside the prefix, positions must see each other "
-                        "both ways (every query may see all prefix keys: mask[:, :prefix_len] = True)")
+                        "both ways (every query may see all the prefix keys)")
             elif mask.shape == expected.shape and torch.equal(mask, bidirectional_mask(T)):
                 hint = ("the mask is bidirectional everywhere: after the prefix attention must stay "
                         "causal, or each suffix token could read the token it has to predict")
@@ -418,19 +542,24 @@ def check_prefix_lm_batch(prefix_lm_batch: Callable[..., Any]) -> int:
                 hint = "the mask is transposed: row i (the query) says which keys j it may see"
             elif mask.shape == expected.shape and P < T and torch.equal(
                     mask, causal_mask(T) | (torch.arange(T)[:, None] < P)):
-                hint = ("mask[:prefix_len] = True opens whole ROWS: prefix positions would read the "
-                        "suffix (the tokens to predict). Open the prefix COLUMNS instead: "
-                        "mask[:, :prefix_len] = True (every query may read every prefix key)")
+                hint = ("that opens whole ROWS: prefix positions would read the suffix (the "
+                        "tokens to predict). Open the prefix COLUMNS instead (the keys: every "
+                        "query may read every prefix key)")
             elif P > 0 and mask.shape == expected.shape and (
                     torch.equal(mask, prefix_lm_mask(T, P - 1)) or (P < T and torch.equal(mask, prefix_lm_mask(T, P + 1)))):
                 hint = "off by one: the prefix is positions 0 .. prefix_len - 1"
             else:
                 hint = ("start from the causal mask (lower triangle) and let every query see the "
-                        "whole prefix: mask[:, :prefix_len] = True")
+                        "whole prefix: open the prefix COLUMNS")
             expect_equal(name, f"{desc} (attn_mask)", expected, mask, hint=hint)
         expected_labels = ids.clone()
         expected_labels[:, :P] = -100
-        expect_type(name, f"{desc} (labels)", torch.Tensor, labels, hint="return labels as a tensor like ids")
+        if labels.shape != ids.shape or labels.dtype != ids.dtype:
+            raise CheckFailed(name, f"on input {desc} — labels have shape {tuple(labels.shape)} "
+                                    f"and dtype {labels.dtype}, expected those of ids, "
+                                    f"{tuple(ids.shape)} and {ids.dtype}",
+                              hint="labels are a copy of ids (same shape and dtype) with -100 "
+                                   "over the prefix")
         if labels.shape == expected_labels.shape and labels.dtype == expected_labels.dtype and not torch.equal(labels, expected_labels):
             if torch.equal(labels, ids):
                 hint = ("the prefix must carry no loss: labels[:, :prefix_len] = -100 (a prefix "
@@ -456,7 +585,12 @@ def check_prefix_lm_batch(prefix_lm_batch: Callable[..., Any]) -> int:
 _PRE, _SUF, _MID = 200, 201, 202
 
 
-@exercise("fim_psm")
+@exercise("fim_psm", hints=(
+    "Three pieces (prefix ids[:i], middle ids[i:j], suffix ids[j:]) and three special ids; "
+    "PSM writes <PRE> prefix <SUF> suffix <MID> middle. Return one new flat list of ints.",
+    "Lists concatenate with +; a single id becomes a list with [x]. The middle goes LAST "
+    "because it is what the model writes. Check i == j (an empty middle) and i == 0 by hand.",
+))
 def check_fim_psm(fim_psm: Callable[..., Any]) -> int:
     """Exact comparison with `fim_arrange(..., mode="psm")` for hand-picked and random cuts."""
     from course.objectives import fim_arrange
@@ -472,10 +606,10 @@ def check_fim_psm(fim_psm: Callable[..., Any]) -> int:
         cases_in.append((ids, i, j))
     for ids, i, j in cases_in:
         desc = f"ids={show(ids)}, i={i}, j={j}, pre_id={_PRE}, suf_id={_SUF}, mid_id={_MID}"
-        got = call(name, fim_psm, list(ids), i, j, _PRE, _SUF, _MID, inputs_desc=desc)
-        got = _to_int_list(name, desc, "the result", got,
-                           flat_hint="concatenate lists: [pre_id] + ids[:i] + [suf_id] + ...; "
-                                     "the special ids are ints, not strings")
+        got = _call(name, fim_psm, ids, i, j, _PRE, _SUF, _MID, inputs_desc=desc,
+                    in_place_hint="build a new list; ids must stay as it was")
+        expect_contract(name, desc, list[int], got, hint=_flat_problem(got) or (
+            "return one new flat list of ints (a list, not a tuple or a tensor)"))
         p, m, s = ids[:i], ids[i:j], ids[j:]
         expected = fim_arrange(p, m, s, pre_id=_PRE, suf_id=_SUF, mid_id=_MID, mode="psm")
         if got == expected:
@@ -486,8 +620,8 @@ def check_fim_psm(fim_psm: Callable[..., Any]) -> int:
         elif got == fim_arrange(p, m, s, pre_id=_PRE, suf_id=_SUF, mid_id=_MID, mode="spm"):
             hint = "that is the SPM order; PSM is <PRE> prefix <SUF> suffix <MID> middle"
         elif sorted(got) == sorted(expected) and len(got) == len(expected):
-            hint = ("the right tokens in the wrong order: <PRE> ids[:i] <SUF> ids[j:] <MID> "
-                    "ids[i:j]")
+            hint = ("the right tokens in the wrong order: PSM is <PRE> prefix <SUF> suffix "
+                    "<MID> middle")
         elif len(got) == len(ids):
             hint = "add the three special tokens pre_id, suf_id and mid_id"
         elif [got.count(t) for t in (_PRE, _SUF, _MID)] != [1, 1, 1]:
@@ -498,6 +632,7 @@ def check_fim_psm(fim_psm: Callable[..., Any]) -> int:
         elif len(got) == len(expected) - 1 or len(got) == len(expected) + 1:
             hint = "off by one: prefix = ids[:i], middle = ids[i:j], suffix = ids[j:]"
         else:
-            hint = "return [pre_id] + ids[:i] + [suf_id] + ids[j:] + [mid_id] + ids[i:j]"
+            hint = ("the PSM layout is pre_id, the prefix ids[:i], suf_id, the suffix ids[j:], "
+                    "mid_id, then the middle ids[i:j]")
         expect_equal(name, desc, expected, got, hint=hint)
     return len(cases_in)

@@ -18,29 +18,39 @@ the global RNG instead of the generator).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from course.checks._core import CheckFailed, NotAttempted, exercise, one_thread, show
+from course.checks._core import (
+    CheckFailed,
+    NotAttempted,
+    call,
+    exercise,
+    expect_contract,
+    one_thread,
+)
 
 NEG_INF = float("-inf")
 
 
-def _run(name: str, fn: Callable[..., Any], desc: str, *args: Any, hint: str | None = None) -> Any:
-    """Call learner code; NotImplementedError means not attempted, other errors fail with `hint`."""
+def _call_filter(name: str, fn: Callable[..., Any], desc: str, x: torch.Tensor, arg: Any,
+                 crash_hint: str | None = None) -> Any:
+    """Call a learner's filter `fn(x, arg)` through `call` (which fails when `x` comes back
+    changed), with this lesson's more specific hints for an in-place edit and known crashes."""
     try:
-        return fn(*args)
-    except (CheckFailed, NotAttempted):
+        return call(name, fn, x, arg, inputs_desc=desc)
+    except CheckFailed as e:
+        if " in place" in e.detail:
+            raise CheckFailed(name, e.detail,
+                              "do not modify the logits in place (e.g. logits /= t or "
+                              "logits.masked_fill_(...)); return a new tensor, because the "
+                              "caller still needs the original logits") from None
+        if crash_hint and "your code raised" in e.detail:
+            raise CheckFailed(name, e.detail, crash_hint) from None
         raise
-    except NotImplementedError:
-        raise NotAttempted(name) from None
-    except Exception as e:
-        msg = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        raise CheckFailed(name, f"on input {desc} your code raised {msg}",
-                          hint or "call your function on that input in a cell of its own to see "
-                                  "the full traceback") from None
 
 
 def _hf(warper: Any, logits: torch.Tensor) -> torch.Tensor:
@@ -49,13 +59,10 @@ def _hf(warper: Any, logits: torch.Tensor) -> torch.Tensor:
     return warper(None, logits.reshape(-1, V)).reshape(logits.shape)
 
 
-def _check_tensor(name: str, desc: str, x: torch.Tensor, original: torch.Tensor, got: Any) -> None:
-    """Type, shape, dtype and no in-place change: what to fix before looking at values."""
-    if not isinstance(got, torch.Tensor):
-        extra = " (did the function forget to `return`?)" if got is None else ""
-        raise CheckFailed(name, f"on input {desc} — expected a torch.Tensor of shape "
-                                f"{tuple(x.shape)}, got {show(got)}{extra}",
-                          "return the filtered logits as a tensor of the input's shape")
+def _check_tensor(name: str, desc: str, x: torch.Tensor, got: Any) -> None:
+    """The contract (a torch.Tensor of the input's shape and dtype) before any value."""
+    expect_contract(name, desc, torch.Tensor, got,
+                    hint="return the filtered logits as a new tensor of the input's shape")
     if got.shape != x.shape:
         raise CheckFailed(name, f"on input {desc} — expected shape {tuple(x.shape)}, got shape "
                                 f"{tuple(got.shape)}",
@@ -64,12 +71,11 @@ def _check_tensor(name: str, desc: str, x: torch.Tensor, original: torch.Tensor,
     if not got.dtype.is_floating_point:
         raise CheckFailed(name, f"on input {desc} — expected floating-point logits, got dtype "
                                 f"{got.dtype}", "return logits, not token ids or a mask")
-    if not torch.equal(torch.isnan(x), torch.isnan(original)) or not torch.equal(
-            x.nan_to_num(), original.nan_to_num()):
-        raise CheckFailed(name, f"on input {desc} — your function changed the input tensor",
-                          "do not modify the logits in place (e.g. logits /= t or "
-                          "logits.masked_fill_(...)); return a new tensor (logits / t, "
-                          "logits.masked_fill(...))")
+    if got.dtype != x.dtype:
+        raise CheckFailed(name, f"on input {desc} — expected dtype {x.dtype} (the input's), got "
+                                f"{got.dtype}",
+                          "keep the logits' dtype: the filters are chained and compared with "
+                          "Hugging Face's warpers, which keep it too")
 
 
 def _kept(x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +137,13 @@ def _logit_cases(seed: int) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------- temperature
 
 
-@exercise("apply_temperature")
+@exercise("apply_temperature", hints=(
+    "Temperature acts on the logits, before any softmax; it must return a NEW tensor of the "
+    "same shape and dtype, leaving the input as it was.",
+    "After your function, softmax(result) must equal the distribution p_i(T) of the lesson's "
+    "formula: what must happen to z_i so that the softmax computes e^(z_i / T)? Check that "
+    "t = 1 returns the logits unchanged and that t = 0.5 doubles the gaps between them.",
+))
 def apply_temperature(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> int:
     """`fn(logits, t)` must equal TemperatureLogitsWarper(t): logits / t, shape kept."""
     from transformers.generation.logits_process import TemperatureLogitsWarper
@@ -144,8 +156,8 @@ def apply_temperature(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> int:
         x = logits[key]
         desc = f"{key} logits of shape {tuple(x.shape)}, t={t}"
         original = x.clone()
-        got = _run(name, fn, desc, x, t)
-        _check_tensor(name, desc, x, original, got)
+        got = _call_filter(name, fn, desc, x, t)
+        _check_tensor(name, desc, x, got)
         expected = _hf(TemperatureLogitsWarper(t), original)
         if torch.allclose(got, expected, rtol=1e-6, atol=1e-6, equal_nan=True):
             continue
@@ -162,7 +174,9 @@ def apply_temperature(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> int:
         elif torch.allclose(got, torch.softmax(original, dim=-1) / t, rtol=1e-5, atol=1e-7):
             hint = "temperature divides the logits BEFORE the softmax, not the probabilities"
         else:
-            hint = "the temperature-scaled logits are simply logits / t"
+            hint = ("scale the logits themselves by the temperature: t < 1 must spread them "
+                    "apart (a sharper distribution), t > 1 bring them closer (a flatter one), "
+                    "and t = 1 change nothing")
         bad = (~torch.isclose(got, expected, rtol=1e-6, atol=1e-6, equal_nan=True)).nonzero()[0]
         where = tuple(bad.tolist())
         raise CheckFailed(name, f"on input {desc} — at index {where[0] if len(where) == 1 else where} "
@@ -174,7 +188,15 @@ def apply_temperature(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> int:
 # ---------------------------------------------------------------------------- top-k
 
 
-@exercise("top_k")
+@exercise("top_k", hints=(
+    "Per row (the last axis): find the value of the k-th largest logit, then keep every "
+    "logit that is at least that value and set the others to -inf, in a new tensor of the "
+    "same shape.",
+    "torch.topk(..., dim=-1) returns the k largest values sorted high to low; the last of "
+    "them, kept with a trailing axis of size 1, broadcasts against the logits for the "
+    "comparison. Comparing values (not keeping topk's indices) keeps ties; clamp k to the "
+    "vocabulary size first.",
+))
 def top_k(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> int:
     """`fn(logits, k)` must equal TopKLogitsWarper(k): keep logits >= the k-th largest."""
     from transformers.generation.logits_process import TopKLogitsWarper
@@ -197,10 +219,11 @@ def top_k(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> int:
         desc = f"{what}, k={k}"
         original = x.clone()
         V = x.size(-1)
-        hint = ("k can exceed the vocabulary size: clamp it with min(k, logits.size(-1)) "
-                "(transformers then keeps every token)") if k > V else None
-        got = _run(name, fn, desc, x, k, hint=hint)
-        _check_tensor(name, desc, x, original, got)
+        hint = ("k can exceed the vocabulary size: then every token is kept (as transformers "
+                "does); clamp k to the size of the last axis before asking for the k largest "
+                "values") if k > V else None
+        got = _call_filter(name, fn, desc, x, k, crash_hint=hint)
+        _check_tensor(name, desc, x, got)
         expected = _hf(TopKLogitsWarper(k), original)
 
         def count_hint(n_exp: int, n_got: int, k: int = k, V: int = V,
@@ -213,12 +236,12 @@ def top_k(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> int:
                 return ("off by one: you keep k - 1 tokens; keep every logit >= the k-th largest "
                         "(remove only logits < it)")
             if n_got == n_exp + 1:
-                return ("off by one: you keep k + 1 tokens; the k-th largest value is "
-                        "torch.topk(logits, k).values[..., -1] (index k - 1)")
+                return ("off by one: you keep k + 1 tokens; with the values sorted from high to "
+                        "low, the k-th largest is at index k - 1")
             if n_got == V and n_exp < n_got:
                 return "nothing was removed: set every logit below the k-th largest to -inf"
-            return ("keep the logits >= the k-th largest of the LAST axis "
-                    "(torch.topk(logits, k, dim=-1).values[..., -1:]), set the rest to -inf")
+            return ("find the k-th largest logit of each row (the LAST axis), keep the logits "
+                    ">= it and set the rest to -inf")
 
         _compare_filtered(name, desc, original, expected, got, count_hint)
     return len(cases)
@@ -227,7 +250,27 @@ def top_k(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> int:
 # ---------------------------------------------------------------------------- top-p
 
 
-@exercise("top_p")
+_BOUNDARY_DESC = ("logits [0, -ln 2, -ln 4, -ln 4] (probabilities exactly 1/2, 1/4, 1/8, 1/8: "
+                  "a prefix holds exactly p)")
+
+
+def _boundary_logits() -> torch.Tensor:
+    """Logits whose float32 softmax is exactly [1/2, 1/4, 1/8, 1/8] (asserted), so that the
+    cumulative mass equals p = 0.5 or 0.75 exactly, whatever order a learner sums in."""
+    x = torch.tensor([0.0, -math.log(2), -math.log(4), -math.log(4)])
+    assert torch.softmax(x, dim=-1).tolist() == [0.5, 0.25, 0.125, 0.125]
+    return x
+
+
+@exercise("top_p", hints=(
+    "Work on probabilities sorted from high to low: the nucleus is the shortest prefix of that "
+    "order whose total reaches p (>= p); the most likely token is always in it. Set every "
+    "logit outside it to -inf, in the original vocabulary order, in a new tensor.",
+    "torch.sort(..., descending=True) gives the sorted probabilities and the permutation; the "
+    "cumulative sum minus the token's own probability is the mass BEFORE it, and a token "
+    "stays while that is < p. scatter (with the permutation) puts the sorted decision back "
+    "into vocabulary order.",
+))
 def top_p(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> int:
     """`fn(logits, p)` must equal TopPLogitsWarper(p): the fewest top tokens with mass >= p."""
     from transformers.generation.logits_process import TopPLogitsWarper
@@ -246,26 +289,38 @@ def top_p(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> int:
         ("random logits of shape (12,) (tiny p)", logits["random"], 0.01),
         ("random logits of shape (12,) (p = 1)", logits["random"], 1.0),
         ("seeded random logits of shape (16, 40)", 1.5 * torch.randn(16, 40, generator=g), 0.9),
+        # Exactly on the boundary: probabilities 1/2, 1/4, 1/8, 1/8, and every partial sum in
+        # any order is a float32 number, so "mass before >= p" and "> p" really differ here.
+        (_BOUNDARY_DESC, _boundary_logits(), 0.5),
+        (_BOUNDARY_DESC, _boundary_logits(), 0.75),
     ]
     for what, x, p in cases:
         desc = f"{what}, p={p}"
         original = x.clone()
-        got = _run(name, fn, desc, x, p)
-        _check_tensor(name, desc, x, original, got)
+        got = _call_filter(name, fn, desc, x, p)
+        _check_tensor(name, desc, x, got)
         expected = _hf(TopPLogitsWarper(p), original)
 
-        def count_hint(n_exp: int, n_got: int) -> str | None:
+        def count_hint(n_exp: int, n_got: int, boundary: bool = what == _BOUNDARY_DESC
+                       ) -> str | None:
+            if boundary and n_got == n_exp + 1:
+                return ("one token too many at the boundary: here the most likely tokens hold "
+                        "EXACTLY p, so the nucleus is already complete and the next token must "
+                        "go. A token stays only while the mass before it is strictly below p "
+                        "(a mass that reaches p exactly is enough, as in TopPLogitsWarper); "
+                        "removing only where that mass is > p keeps one token too many")
             if n_got == 0:
                 return ("every token was removed: always keep the most likely token, even when "
                         "it alone holds more than p")
             if n_got == n_exp - 1:
                 return ("one token too few, the classic top-p boundary bug: with probabilities "
                         "sorted high to low, keep a token when the mass BEFORE it is < p, so "
-                        "the token that crosses p is kept (shift the cumulative sum by one, or "
-                        "remove cumsum - prob >= p)")
+                        "the token that crosses p is kept (the cumulative sum at a token "
+                        "includes the token itself)")
             if n_got == n_exp + 1:
                 return ("one token too many: stop at the first token where the cumulative "
-                        "probability reaches p; the tokens after it are removed")
+                        "probability reaches p (>= p, equality included); the tokens after it "
+                        "are removed")
             return ("sort the probabilities (softmax of the logits) from high to low, keep the "
                     "smallest prefix whose total is >= p, set the other logits to -inf")
 
@@ -396,7 +451,16 @@ def _settings(temperature: float, top_k: int | None, top_p: float | None) -> str
     return f"temperature={temperature}, top_k={top_k}, top_p={top_p}"
 
 
-@exercise("sample_with_cache")
+@exercise("sample_with_cache", hints=(
+    "Before the loop, make one cache and feed the whole prompt once. Each step: the logits of "
+    "the LAST position, choose a token (argmax when temperature == 0, else temperature, "
+    "top-k, top-p, softmax and one draw from `generator`), append it to the sequence, and "
+    "feed only that token (shape (1, 1)) with the same cache.",
+    "The model advances cache.length by itself; never touch it. torch.multinomial(probs, 1, "
+    "generator=generator) on (1, V) probabilities returns a (1, 1) token, and torch.cat along "
+    "dim=1 appends it. Return the prompt followed by the n_new tokens, shape (1, T + n_new), "
+    "dtype torch.long.",
+))
 def sample_with_cache(fn: Callable[..., torch.Tensor]) -> int:
     """`fn(model, prompt_ids (1, T), n_new, temperature=, top_k=, top_p=, generator=)` must
     give the tokens of `generate(...)` with the same settings and seed, using the KV cache
@@ -468,20 +532,22 @@ def _check_sample_with_cache(fn: Callable[..., torch.Tensor]) -> int:
             if problem:
                 raise CheckFailed(name, f"on input {desc} — the KV cache was not used as intended",
                                   problem)
-        if not isinstance(got, torch.Tensor):
-            extra = " (did the function forget to `return`?)" if got is None else ""
-            raise CheckFailed(name, f"on input {desc} — expected a (1, {expected.size(1)}) tensor "
-                                    f"of token ids, got {show(got)}{extra}",
-                              "return torch.cat of the prompt and the new tokens, shape (1, T + n_new)")
+        expect_contract(name, desc, torch.Tensor, got,
+                        hint=f"return a (1, {expected.size(1)}) tensor of token ids: the prompt "
+                             "followed by the new tokens")
         if got.shape != expected.shape:
             hint = ("return the prompt followed by the new tokens" if got.numel() == n_new
                     else "return a (1, T + n_new) tensor: the prompt followed by n_new new tokens")
             raise CheckFailed(name, f"on input {desc} — expected shape {tuple(expected.shape)}, "
                                     f"got shape {tuple(got.shape)}", hint)
-        if got.dtype.is_floating_point or got.dtype == torch.bool:
-            raise CheckFailed(name, f"on input {desc} — expected integer token ids, got dtype "
-                                    f"{got.dtype}", "return token ids (torch.long), not logits "
-                                                    "or probabilities")
+        if got.dtype != torch.long:
+            raise CheckFailed(name, f"on input {desc} — expected token ids of dtype torch.int64, "
+                                    f"got dtype {got.dtype}",
+                              "return token ids (torch.long, like prompt_ids), not logits or "
+                              "probabilities"
+                              if got.dtype.is_floating_point or got.dtype == torch.bool else
+                              "keep the ids' dtype, torch.long (int64) like prompt_ids: the cells "
+                              "below compare your tokens with generate's")
         if torch.equal(got.long(), expected):
             greedy_passed = greedy_passed or (greedy and n_new > 0)
             continue

@@ -25,10 +25,16 @@ from course.checks._core import (
     call,
     exercise,
     expect_close,
-    expect_type,
+    expect_contract,
     one_thread,
     show,
 )
+
+# A float32 computation (torch.cos on float32 tensors, then .item()) is as right as a float64
+# one: its relative error is a few 1e-7, and next to a rate of ~1e-4 the absolute error of a
+# float32 cosine (~6e-8 of max_lr) dominates. The mistakes below differ by far more.
+_RTOL = 1e-6
+_ATOL_OF_MAX_LR = 1e-6
 
 # ------------------------------------------------------------------------ schedule
 
@@ -46,32 +52,45 @@ def _schedule_mistake(fn_value: float, step: int, max_lr: float, warmup_steps: i
     """A hint naming the typical mistake that produces `fn_value`, or a generic one."""
 
     def near(x: float) -> bool:
-        return math.isclose(fn_value, x, rel_tol=1e-6, abs_tol=1e-12)
+        return math.isclose(fn_value, x, rel_tol=_RTOL, abs_tol=_ATOL_OF_MAX_LR * max_lr)
 
     if step < warmup_steps:
         if near(max_lr * step / warmup_steps):
-            return ("warmup starts at 0: with lr·step/warmup_steps the first update does nothing; "
-                    "the convention here is max_lr·(step + 1)/warmup_steps, which reaches max_lr "
-                    "at step warmup_steps - 1")
+            return ("warmup starts at 0: then the first update does nothing. The convention here "
+                    "counts the current step as done, so step 0 already moves and the warmup "
+                    "reaches max_lr exactly at step warmup_steps - 1")
         if near(max_lr * (step + 1) / (warmup_steps + 1)) or near(max_lr * step / (warmup_steps - 1)
                                                                    if warmup_steps > 1 else -1.0):
-            return ("off by one in the warmup: use max_lr·(step + 1)/warmup_steps for "
-                    "step < warmup_steps")
-        return "during warmup (step < warmup_steps) the rate is max_lr·(step + 1)/warmup_steps"
-    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-    if near(cosine * max_lr):
-        return ("the cosine decays to 0 instead of min_lr: use "
-                "min_lr + 0.5·(1 + cos(π·progress))·(max_lr - min_lr)")
-    if step > max_steps:
+            return ("off by one in the warmup: it must reach max_lr exactly at step "
+                    "warmup_steps - 1 (the last warmup step), rising by max_lr/warmup_steps "
+                    "per step from step 0")
+        return ("during warmup (step < warmup_steps) the rate rises linearly, by "
+                "max_lr/warmup_steps per step, from one step's worth at step 0 to max_lr at "
+                "step warmup_steps - 1")
+    if step >= max_steps:
+        if min_lr != 0 and near(0.0):
+            return ("the cosine decays to 0 instead of min_lr: from max_steps on the rate is "
+                    f"min_lr (here {min_lr!r}), the floor of the whole schedule")
+        if warmup_steps >= max_steps and near(max_lr):
+            return ("with warmup_steps == max_steps there is no cosine phase at all: the step "
+                    "right after the warmup is already max_steps, where the rate is min_lr. "
+                    "Test step >= max_steps (not step > max_steps) before computing the cosine, "
+                    "whose progress would otherwise be 0/0")
+        if step == max_steps:
+            return ("at step == max_steps the cosine has finished: the rate is exactly min_lr "
+                    "(test step >= max_steps, not step > max_steps)")
         return (f"after max_steps the rate stays at min_lr (here {min_lr!r}); did the cosine "
                 "go on (and rise again) past max_steps?")
-    if step == max_steps:
-        return "at step == max_steps the cosine has finished: the rate is exactly min_lr"
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    if near(cosine * max_lr):
+        return ("the cosine decays to 0 instead of min_lr: the half cosine must go from max_lr "
+                "down to min_lr, so it scales the distance max_lr - min_lr and sits on top of "
+                "min_lr")
     other = 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, max_steps))))
     if near(min_lr + other * (max_lr - min_lr)):
-        return ("the cosine's progress must start after the warmup: "
-                "progress = (step - warmup_steps)/(max_steps - warmup_steps)")
+        return ("the cosine's progress must start after the warmup: it is 0 at step "
+                "warmup_steps and 1 at max_steps (the fraction of the decay steps done)")
     for span in (max_steps - warmup_steps + 1, max_steps - warmup_steps - 1):
         for start in (warmup_steps, warmup_steps - 1):
             if span < 1 or (span == max_steps - warmup_steps and start == warmup_steps):
@@ -79,13 +98,22 @@ def _schedule_mistake(fn_value: float, step: int, max_lr: float, warmup_steps: i
             shifted = 0.5 * (1.0 + math.cos(math.pi * (step - start) / span))
             if near(min_lr + shifted * (max_lr - min_lr)):
                 return ("off by one in the cosine: it must start at max_lr at step warmup_steps "
-                        "and reach min_lr exactly at max_steps, so progress = "
-                        "(step - warmup_steps)/(max_steps - warmup_steps)")
-    return ("after warmup: progress = (step - warmup_steps)/(max_steps - warmup_steps), "
-            "lr = min_lr + 0.5·(1 + cos(π·progress))·(max_lr - min_lr)")
+                        "and reach min_lr exactly at max_steps, so its progress counts the steps "
+                        "since warmup_steps out of max_steps - warmup_steps")
+    return ("after the warmup the rate follows half a cosine from max_lr (progress 0, at step "
+            "warmup_steps) down to min_lr (progress 1, at max_steps): compare your function "
+            "with the lesson's formula at the failing step")
 
 
-@exercise("lr_schedule")
+@exercise("lr_schedule", hints=(
+    "Three phases, in this order of tests: step < warmup_steps (a linear ramp that reaches "
+    "max_lr at step warmup_steps - 1), step >= max_steps (the floor min_lr), and in between "
+    "half a cosine from max_lr down to min_lr. Return a Python float.",
+    "For the cosine, first compute progress, the fraction of the decay done: 0 at step "
+    "warmup_steps, 1 at max_steps. The factor 0.5·(1 + cos(π·progress)) falls from 1 to 0; "
+    "use it to interpolate between min_lr and max_lr. Try warmup_steps = 0 and "
+    "warmup_steps = max_steps by hand.",
+))
 def lr_schedule(fn: Callable[..., Any]) -> int:
     """`fn(step, max_lr, warmup_steps, max_steps, min_lr)` against `course.train.lr_at`."""
     name = "lr_schedule"
@@ -107,13 +135,15 @@ def lr_schedule(fn: Callable[..., Any]) -> int:
                     f"max_steps={max_steps}, min_lr={min_lr!r}")
             got = call(name, fn, step, max_lr, warmup, max_steps, min_lr, inputs_desc=desc)
             n += 1
-            if hasattr(got, "item") and getattr(got, "ndim", None) == 0:
-                got = got.item()  # a 0-dim tensor or numpy scalar is a number too
-            expect_type(name, desc, (int, float), got, hint="return the learning rate as a float")
+            expect_contract(name, desc, float, got,
+                            hint="return the learning rate as a Python float (call .item() on "
+                                 "a one-element tensor): the optimizer's param groups and the "
+                                 "plot below expect a number")
             expected = _reference_lr(step, max_lr, warmup, max_steps, min_lr)
-            if not math.isclose(float(got), expected, rel_tol=1e-9, abs_tol=1e-15):
+            atol = _ATOL_OF_MAX_LR * max_lr
+            if not math.isclose(float(got), expected, rel_tol=_RTOL, abs_tol=atol):
                 hint = _schedule_mistake(float(got), step, max_lr, warmup, max_steps, min_lr)
-                expect_close(name, desc, expected, float(got), rtol=1e-9, atol=1e-15, hint=hint)
+                expect_close(name, desc, expected, float(got), rtol=_RTOL, atol=atol, hint=hint)
     return n
 
 
@@ -212,12 +242,15 @@ def _step_case(fn: Callable[..., Any], k: int, kind: str, lr: float, clip_kind: 
         before = len(seen_norms)
         leftover = any(p.grad is not None and bool(p.grad.any()) for p in model.parameters())
         expected_loss = _reference_step(ref, ref_opt, x, y, grad_clip)
-        got = call(name, fn, model, opt, x, y, grad_clip, inputs_desc=desc)
+        # the step is meant to change the model and the optimizer's state; x and y must stay
+        got = call(name, fn, model, opt, x, y, grad_clip, inputs_desc=desc, may_change=(0, 1))
         if isinstance(got, torch.Tensor):
-            raise CheckFailed(name, f"on input {desc} — got {show(got)}",
-                              hint="return loss.item(), a Python float: keeping the tensor "
-                                   "would also keep its whole autograd graph alive")
-        expect_type(name, desc, (int, float), got, hint="return the loss as a float (loss.item())")
+            raise CheckFailed(name, f"on input {desc} — expected float, got {show(got)}",
+                              hint="return the loss as a Python float (.item() of the loss "
+                                   "tensor): keeping the tensor would also keep its whole "
+                                   "autograd graph alive")
+        expect_contract(name, desc, float, got,
+                        hint="return the loss of this batch as a Python float")
         if len(seen_norms) == before:
             raise CheckFailed(name, f"on input {desc} — optimizer.step() was never called",
                               hint="after backward() (and clipping), call optimizer.step()")
@@ -238,18 +271,18 @@ def _step_case(fn: Callable[..., Any], k: int, kind: str, lr: float, clip_kind: 
                         "model.parameters(), not in a loop over the parameters")
             elif abs(largest_value - grad_clip) <= 1e-5 * grad_clip:
                 hint = ("that clips each gradient value (clip_grad_value_); GPT training clips "
-                        "the global norm: torch.nn.utils.clip_grad_norm_(model.parameters(), "
-                        "grad_clip), which keeps the gradient's direction")
+                        "the global norm of all gradients together (clip_grad_norm_), which "
+                        "keeps the gradient's direction")
             else:
-                hint = ("clip the gradients BEFORE optimizer.step(): "
-                        "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) right "
-                        "after loss.backward() (clipping after the step, or not at all, lets "
-                        "the full gradient through)")
+                hint = ("clip the gradients BEFORE optimizer.step(): the clipping belongs "
+                        "between loss.backward(), which fills the gradients, and the step, "
+                        "which uses them (clipping after the step, or not at all, lets the full "
+                        "gradient through)")
             raise CheckFailed(name, f"on input {desc} — optimizer.step() saw a gradient norm "
                               f"of {step_norm:.4g}, above grad_clip={grad_clip:.4g}", hint=hint)
         expect_close(name, desc, expected_loss, float(got), rtol=1e-5, atol=1e-6,
-                     hint="return the loss of this batch, computed before the update "
-                          "(loss.item() of model(x, y))")
+                     hint="return the loss of this batch, computed before the update (the "
+                          "loss of the forward pass whose gradients you used)")
         diff = _max_param_diff(model, ref)
         if diff > 1e-5:
             if leftover:
@@ -260,14 +293,21 @@ def _step_case(fn: Callable[..., Any], k: int, kind: str, lr: float, clip_kind: 
                 hint = ("the first step was right but a later one was not; does your "
                         "function keep any state between calls?")
             else:
-                hint = ("the update differs from the reference step: forward, "
-                        "loss.backward(), clip_grad_norm_(model.parameters(), grad_clip), "
-                        "optimizer.step(), optimizer.zero_grad()")
+                hint = ("the update differs from the reference step; the order is: forward, "
+                        "backward, clip the global gradient norm (when grad_clip is not None), "
+                        "optimizer step, reset the gradients")
             raise CheckFailed(name, f"on input {desc} — after the step the parameters differ "
                               f"from the reference by up to {diff:.3g}", hint=hint)
 
 
-@exercise("train_step")
+@exercise("train_step", hints=(
+    "Five things, in order: the forward pass (the model returns logits and the loss), "
+    "backward, clip the gradients when grad_clip is not None, the optimizer's step, and "
+    "resetting the gradients; then return the loss as a Python float.",
+    "Clipping uses the global norm of ALL parameters' gradients at once (one call of "
+    "torch.nn.utils.clip_grad_norm_ on the model's parameters), after backward() and before "
+    "step(). Without resetting, the next backward() adds its gradients to these ones.",
+))
 def train_step(fn: Callable[..., Any]) -> int:
     """`fn(model, optimizer, x, y, grad_clip) -> float` against a reference step on a copy."""
     import torch

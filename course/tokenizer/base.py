@@ -186,6 +186,10 @@ class Tokenizer(ABC):
         try:
             out.mkdir(parents=True, exist_ok=True)
             self.to_hf().save_pretrained(str(out))
+            # transformers 4 also writes special_tokens_map.json, whose content
+            # tokenizer_config.json already holds: drop it, so the directory is the same on
+            # every supported version (and AutoTokenizer loads it on each).
+            (out / "special_tokens_map.json").unlink(missing_ok=True)
             # transformers 5 writes its internal class name "TokenizersBackend"; the public
             # alias loads in transformers 4 as well.
             cfg_path = out / HF_CONFIG_FILE

@@ -13,9 +13,13 @@ builds a plotly `Figure` from plain arguments, wrapped in ipywidgets controls. T
 wrappers return the container (display it as a cell's value) with `.controls` (name ->
 control) and `.figure` (the current figure). Only core ipywidgets are used, so they work
 in JupyterLab, Binder and Colab (ipywidgets 7 or 8).
+
+To draw your own figure into an `Output` (a slider of your own), use `show_in(out, fig)`
+rather than `with out: fig.show()`: it replaces the Output's content in one state update,
+which headless runs (nbclient, nbconvert, CI) execute without ever stalling.
 """
 
-from course.widgets._base import Explorer, in_notebook
+from course.widgets._base import Explorer, in_notebook, show_in
 from course.widgets.attention_view import attention_figure, attention_viewer, attention_weights
 from course.widgets.loss_plot import LiveLossPlot, live_loss_plot, loss_figure
 from course.widgets.mask_view import MASK_KINDS, mask_explorer, mask_figure, mask_matrix
@@ -25,6 +29,7 @@ from course.widgets.sampling_view import filtered_distribution, sampling_explore
 __all__ = [
     "Explorer",
     "in_notebook",
+    "show_in",
     "MASK_KINDS",
     "mask_matrix",
     "mask_figure",

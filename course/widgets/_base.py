@@ -5,7 +5,8 @@ Design (the same for every widget of the course):
 * a *pure* function turns plain arguments into a plotly `Figure` (tested headless);
 * a `Explorer` (an ipywidgets `VBox`) holds the controls, an `Output` and the current
   figure; whenever a control changes it rebuilds the figure and, inside a notebook,
-  redraws it with `fig.show()` in the `Output`.
+  replaces the `Output`'s content by it (`show_in`: one update of its `outputs` state,
+  never the `with out:` capture context; see `show_in` for why).
 
 Only core ipywidgets are used (Colab ships ipywidgets 7) and never plotly's
 `FigureWidget` (it needs anywidget, which Colab lacks). The figure is rendered as a
@@ -45,13 +46,33 @@ def renderer() -> str:
     return "colab" if "google.colab" in sys.modules else "plotly_mimetype"
 
 
+def figure_output(fig: go.Figure) -> dict[str, Any]:
+    """`fig` as one notebook output: the `display_data` that `fig.show()` would send."""
+    import plotly.io as pio
+
+    shown_by = pio.renderers[renderer()]
+    shown_by.activate()
+    return {"output_type": "display_data", "data": shown_by.to_mimebundle(fig.to_dict()),
+            "metadata": {}}
+
+
 def show_in(out: widgets.Output, fig: go.Figure) -> None:
-    """Replace what `out` shows by `fig` (no-op outside a kernel: there is nowhere to draw)."""
+    """Replace what `out` shows by `fig` (no-op outside a kernel: there is nowhere to draw).
+
+    One assignment to the Output's `outputs` state: the old figure stays until the new one
+    replaces it, and the kernel only ever *sends* (a widget state update on IOPub).
+
+    Never `with out: fig.show()`. Output *capture* makes headless runners answer: nbclient
+    (under nbconvert, papermill, nbclient itself and `course solutions execute`) emulates a
+    front end's Output widget and writes every captured output back to the kernel on the
+    shell socket, while it is waiting on that same socket for the cell's execute_reply.
+    jupyter_client sends through a blocking shadow of the asyncio socket; that send can
+    consume the socket's edge-triggered wake-up for a reply that has just arrived, and the
+    run then waits with the kernel idle until the cell's timeout (forever without one).
+    """
     if not in_notebook():
         return
-    with out:
-        out.clear_output(wait=True)  # wait: the old figure stays until the new one arrives
-        fig.show(renderer=renderer())
+    out.outputs = (figure_output(fig),)
 
 
 def show_text_in(out: widgets.Output, text: str) -> None:
