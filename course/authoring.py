@@ -342,16 +342,15 @@ def execute_solutions(names: Sequence[str] | None = None, solutions_dir: str | P
 def add_cli(subparsers: Any) -> None:
     """Register `lessons build|check|retarget` and `solutions execute` on `subparsers`."""
     def dirs(p: argparse.ArgumentParser, lessons: bool = True) -> None:
-        from course.grading import MANIFEST
-
         p.add_argument("--solutions-dir", default="solutions",
                        help="instructor notebooks (default: ./solutions)")
         if lessons:
             p.add_argument("--lessons-dir", default="lessons",
                            help="generated learner notebooks (default: ./lessons)")
-            p.add_argument("--manifest", default=str(MANIFEST),
-                           help="the grader's exercise manifest (default: the course package's "
-                                "exercises.json)")
+            p.add_argument("--manifest", default=None,
+                           help="the grader's exercise manifest to write or check (default: the "
+                                "course package's exercises.json when --solutions-dir is this "
+                                "repository's solutions/, else none)")
 
     lessons = subparsers.add_parser("lessons", help="build / check the learner notebooks from solutions/")
     lsub = lessons.add_subparsers(dest="lessons_command", metavar="ACTION")
@@ -397,12 +396,24 @@ def add_cli(subparsers: Any) -> None:
 
 
 def _cmd_lessons_build(args: argparse.Namespace) -> int:
-    changed = build_lessons(args.solutions_dir, args.lessons_dir, args.manifest)
+    changed = build_lessons(args.solutions_dir, args.lessons_dir, _manifest_for(args))
     for path in changed:
         print(f"{'wrote' if path.exists() else 'removed'} {path}")
     if not changed:
         print(f"{args.lessons_dir} is up to date")
     return 0
+
+
+def _manifest_for(args: argparse.Namespace) -> Path | None:
+    """The manifest to write or check: --manifest, else the package's own when the solutions
+    are the ones it was built from (this repository's solutions/), else none: building
+    another set of solutions must never replace the exercises the grader knows."""
+    from course.grading import MANIFEST
+
+    if args.manifest:
+        return Path(args.manifest)
+    own = MANIFEST.parents[1] / "solutions"
+    return MANIFEST if Path(args.solutions_dir).resolve() == own.resolve() else None
 
 
 def _cmd_lessons_otter(args: argparse.Namespace) -> int:
@@ -420,7 +431,7 @@ def _cmd_lessons_otter(args: argparse.Namespace) -> int:
 
 
 def _cmd_lessons_check(args: argparse.Namespace) -> int:
-    problems = check_lessons(args.solutions_dir, args.lessons_dir, args.manifest)
+    problems = check_lessons(args.solutions_dir, args.lessons_dir, _manifest_for(args))
     if not problems:
         print(f"{args.lessons_dir} is in sync with {args.solutions_dir}")
         return 0

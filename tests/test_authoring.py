@@ -309,6 +309,19 @@ def test_cli_lessons_check_and_build_exit_codes(course_dirs, capsys):
     assert (course_dirs / "out" / "02_b.ipynb").is_file()
 
 
+
+def test_building_other_solutions_never_touches_the_package_manifest(course_dirs, capsys):
+    from course.grading import MANIFEST
+
+    before = MANIFEST.read_bytes()
+    assert run_cli(["lessons", "build"]) == 0
+    assert MANIFEST.read_bytes() == before
+    assert run_cli(["lessons", "build", "--manifest", "mine.json"]) == 0
+    assert "wrote mine.json" in capsys.readouterr().out
+    assert list(json.loads((course_dirs / "mine.json").read_text())["lessons"]) == ["01_a", "02_b"]
+    assert run_cli(["lessons", "check", "--manifest", "mine.json"]) == 0
+
+
 def test_unknown_solution_name_lists_the_available_ones(course_dirs):
     write_nb(course_dirs / "solutions" / "02_c.ipynb", [new_code_cell("w = 1")])
     with pytest.raises(AuthoringError, match=r"'07' matches no solution.*available: 01_a, 02_b, 02_c"):
