@@ -1,6 +1,6 @@
 """Benchmarks: ours vs a reference, measured side by side in one run.
 
-    python bench/run.py --quick --json     # about a minute on 2 cores, one JSON object
+    python bench/run.py --quick --json     # about 30 s on 2 cores, one JSON object
     python bench/run.py --full             # the long ones; rewrites bench/RESULTS.md
 
 Every benchmark first asserts that the fast path and the reference compute the same
@@ -376,7 +376,7 @@ def results_table(r: dict[str, Any]) -> list[list[str]]:
     if "quickstart_s" in r:
         add("README quick start", f"`course run` with no flags ({r['quickstart_preset']} preset, "
             "default corpus), a fresh process: start-up to summary", f"{r['quickstart_s']} s wall "
-            f"({r['quickstart_train_s']} s of training)", "-", "-", "README: about a minute")
+            f"({r['quickstart_train_s']} s of training)", "-", "-", "README: about half a minute")
     if "notebooks_total_s" in r:
         worst = max(r["notebooks"].items(), key=lambda kv: kv[1]["wall_s"])
         mem = max(v["peak_mb"] for v in r["notebooks"].values())
@@ -426,7 +426,7 @@ def machine() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="small sizes, about a minute on 2 cores")
+    mode.add_argument("--quick", action="store_true", help="small sizes, about 30 s on 2 cores")
     mode.add_argument("--full", action="store_true", help="the long benchmarks; updates bench/RESULTS.md")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--only", nargs="*", default=None,

@@ -411,15 +411,11 @@ def _worker(kind: str, job: Mapping[str, Any], limits: Limits, wall: float) -> d
     session, killed with everything it started when `wall` seconds have passed."""
     read_fd, write_fd = os.pipe()
     root = str(Path(__file__).resolve().parents[1])
+    # The child limits its own memory first thing (no preexec_fn: it is unsafe when, as in
+    # grade_many, the parent has threads); the kernel it starts inherits the limit.
     bootstrap = (f"import sys; sys.path.insert(0, {root!r}); "
-                 f"from course.grading import _worker_main; _worker_main({kind!r}, {write_fd})")
-    memory = limits.memory_mb * 1024 * 1024
-
-    def limit_memory() -> None:  # runs in the child before exec
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-
+                 f"from course.grading import _worker_main; "
+                 f"_worker_main({kind!r}, {write_fd}, {limits.memory_mb * 1024 * 1024})")
     workdir = tempfile.mkdtemp(prefix="course-grade-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "PYTHONSTARTUP"))}
     # MALLOC_ARENA_MAX: glibc reserves 64 MB of address space per thread arena, which
@@ -429,8 +425,7 @@ def _worker(kind: str, job: Mapping[str, Any], limits: Limits, wall: float) -> d
         proc = subprocess.Popen(
             [sys.executable, "-I", "-c", bootstrap], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(write_fd,),
-            cwd=workdir, env=env, start_new_session=True,
-            preexec_fn=limit_memory if sys.platform.startswith("linux") else None)
+            cwd=workdir, env=env, start_new_session=True)
     finally:
         os.close(write_fd)
     chunks: list[bytes] = []
@@ -520,8 +515,11 @@ def _death_reason(code: int | None, stderr: str, limits: Limits) -> str:
     return f"the process died (exit {code}){': ' + last if last else ''}"
 
 
-def _worker_main(kind: str, result_fd: int) -> None:
+def _worker_main(kind: str, result_fd: int, memory_bytes: int) -> None:
     """Entry point of a worker process (see `_worker`)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     # Keep the result channel out of the learner's reach: move it to a random high fd.
     import random
 

@@ -129,3 +129,21 @@ def test_lesson_06_passes_every_training_setting_of_its_preset():
     needed = {name for name in shared
               if any(getattr(p, name) != defaults[name] for p in PRESETS.values())}
     assert needed and needed <= passed, f"lesson 06 does not pass {sorted(needed - passed)}"
+
+
+def test_every_exercise_has_hint_levels_and_every_pause_has_an_answer():
+    from course.checks._core import HINTS
+
+    manifest = manifest_from_solutions(SOLUTIONS)
+    checks.load_all()
+    thin = [ex["name"] for spec in manifest["lessons"].values() for ex in spec["exercises"]
+            if len(HINTS.get(ex["name"], ())) < 2]
+    assert not thin, f"exercises with fewer than 2 hint levels: {thin}"
+    unanswered = []
+    for path in solution_paths:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown" and "Pause and think" in cell.source:
+                after = cell.source.split("Pause and think", 1)[1]
+                if "<details>" not in after or "</details>" not in after:
+                    unanswered.append(f"{path.stem}: {cell.get('id')}")
+    assert not unanswered, f"Pause-and-think questions without a collapsed answer: {unanswered}"
