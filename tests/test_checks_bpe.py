@@ -59,19 +59,30 @@ def merge_ok(ids, pair, new_id):
     return out
 
 
-def train_ok(text, vocab_size):
-    ids = list(text.encode("utf-8"))
-    vocab = {i: bytes([i]) for i in range(256)}
-    merges = []
-    for new_id in range(256, vocab_size):
-        counts = pair_counts_ok(ids)
-        if not counts:
-            break
-        pair = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
-        ids = merge_ok(ids, pair, new_id)
-        vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
-        merges.append(pair)
-    return merges
+def best_pair(counts, vocab):
+    """The most frequent pair, ties broken by the larger bytes (the lesson's rule)."""
+    return max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
+
+
+def train_merging_with(merge, choose=best_pair):
+    """A BPE trainer whose merge step and pair choice can be swapped for a mistake."""
+    def train(text, vocab_size):
+        ids = list(text.encode("utf-8"))
+        vocab = {i: bytes([i]) for i in range(256)}
+        merges = []
+        for new_id in range(256, vocab_size):
+            counts = pair_counts_ok(ids)
+            if not counts:
+                break
+            pair = choose(counts, vocab)
+            ids = merge(ids, pair, new_id)
+            vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
+            merges.append(pair)
+        return merges
+    return train
+
+
+train_ok = train_merging_with(merge_ok)
 
 
 def encode_ok(text, merges):
@@ -286,20 +297,7 @@ def test_merge_of_the_first_occurrence_only():
 
 
 def train_with(choose):
-    def train(text, vocab_size):
-        ids = list(text.encode("utf-8"))
-        vocab = {i: bytes([i]) for i in range(256)}
-        merges = []
-        for new_id in range(256, vocab_size):
-            counts = Counter(zip(ids, ids[1:], strict=False))
-            if not counts:
-                break
-            pair = choose(counts, vocab)
-            ids = merge_ok(ids, pair, new_id)
-            vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
-            merges.append(pair)
-        return merges
-    return train
+    return train_merging_with(merge_ok, choose)
 
 
 def test_train_minbpe_tie_break_is_rejected():
@@ -350,19 +348,7 @@ def test_train_returning_a_dict_is_explained():
 
 def test_train_with_a_string_replace_merge_crashes_with_a_hint_naming_it():
     # With the learner's own string-replace merge, '110 32' becomes '1256': KeyError in vocab.
-    def wrong(text, vocab_size):
-        ids = list(text.encode("utf-8"))
-        vocab = {i: bytes([i]) for i in range(256)}
-        merges = []
-        for new_id in range(256, vocab_size):
-            counts = pair_counts_ok(ids)
-            if not counts:
-                break
-            pair = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
-            ids = merge_string_replace(ids, pair, new_id)
-            vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
-            merges.append(pair)
-        return merges
+    wrong = train_merging_with(merge_string_replace)
 
     fails("train_bpe", wrong, "KeyError: 1256", "digits across token boundaries")
 

@@ -14,18 +14,25 @@ from course.objectives import fim_arrange, prefix_lm_batch, span_corrupt
 # ------------------------------------------------------------------ reference solutions
 
 
-def mlm_mask_ok(input_ids, mask_id, vocab_size, *, prob=0.15, generator, special_ids=()):
-    special = torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype))
-    chosen = (torch.rand(input_ids.shape, generator=generator) < prob) & ~special
-    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
-    u = torch.rand(input_ids.shape, generator=generator)
-    ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_ids and i != mask_id])
-    random_ids = ordinary[torch.randint(len(ordinary), input_ids.shape, generator=generator)]
-    inputs = input_ids.clone()
-    inputs[chosen & (u < 0.8)] = mask_id
-    swap = chosen & (u >= 0.8) & (u < 0.9)
-    inputs[swap] = random_ids[swap]
-    return inputs, labels
+def mlm_split(mask_p, random_p):
+    """An MLM masker with the (mask, random, keep) split given for the chosen positions."""
+    def fn(input_ids, mask_id, vocab_size, *, prob=0.15, generator, special_ids=()):
+        special = torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype))
+        chosen = (torch.rand(input_ids.shape, generator=generator) < prob) & ~special
+        labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+        u = torch.rand(input_ids.shape, generator=generator)
+        ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_ids and i != mask_id])
+        random_ids = ordinary[torch.randint(len(ordinary), input_ids.shape, generator=generator)]
+        inputs = input_ids.clone()
+        inputs[chosen & (u < mask_p)] = mask_id
+        swap = chosen & (u >= mask_p) & (u < mask_p + random_p)
+        inputs[swap] = random_ids[swap]
+        return inputs, labels
+    return fn
+
+
+# BERT's 80/10/10: the correct answer
+mlm_mask_ok = mlm_split(0.8, 0.1)
 
 
 def span_corrupt_ok(ids, noise_mask, sentinel_ids):
@@ -238,23 +245,6 @@ def test_mlm_mask_wrong_return_values_are_explained():
     assert "AlwaysEqualTensor" in str(e)
     e = failure(check.mlm_mask, lambda ids, *a, **k: tuple(t.int() for t in mlm_mask_ok(ids, *a, **k)))
     assert "dtype torch.int32" in str(e)
-
-
-def mlm_split(mask_p, random_p):
-    """mlm_mask_ok with another (mask, random, keep) split of the chosen positions."""
-    def fn(input_ids, mask_id, vocab_size, *, prob=0.15, generator, special_ids=()):
-        special = torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype))
-        chosen = (torch.rand(input_ids.shape, generator=generator) < prob) & ~special
-        labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
-        u = torch.rand(input_ids.shape, generator=generator)
-        ordinary = torch.tensor([i for i in range(vocab_size) if i not in special_ids and i != mask_id])
-        random_ids = ordinary[torch.randint(len(ordinary), input_ids.shape, generator=generator)]
-        inputs = input_ids.clone()
-        inputs[chosen & (u < mask_p)] = mask_id
-        swap = chosen & (u >= mask_p) & (u < mask_p + random_p)
-        inputs[swap] = random_ids[swap]
-        return inputs, labels
-    return fn
 
 
 @pytest.mark.parametrize(("mask_p", "random_p", "named"), [
