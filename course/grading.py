@@ -421,10 +421,12 @@ def _worker(kind: str, job: Mapping[str, Any], limits: Limits, wall: float) -> d
     # MALLOC_ARENA_MAX: glibc reserves 64 MB of address space per thread arena, which
     # counts against the memory limit without being used.
     env.update(PYTHONUNBUFFERED="1", TQDM_DISABLE="1", MALLOC_ARENA_MAX="2")
+    # stderr to a file, not a pipe: a chatty child must never block on a full pipe
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-c", bootstrap], stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(write_fd,),
+            stdout=subprocess.DEVNULL, stderr=errors, pass_fds=(write_fd,),
             cwd=workdir, env=env, start_new_session=True)
     finally:
         os.close(write_fd)
@@ -464,9 +466,9 @@ def _worker(kind: str, job: Mapping[str, Any], limits: Limits, wall: float) -> d
         sel.close()
         os.close(read_fd)
         _end(proc)
-        assert proc.stderr is not None
-        stderr_tail = proc.stderr.read()[-4000:]
-        proc.stderr.close()
+        errors.seek(max(0, errors.seek(0, os.SEEK_END) - 4000))
+        stderr_tail = errors.read()
+        errors.close()
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)
