@@ -322,19 +322,8 @@ def test_train_one_merge_too_many_is_rejected():
 
 
 def test_train_that_never_updates_the_ids_is_rejected():
-    def wrong(text, vocab_size):
-        ids = list(text.encode("utf-8"))
-        vocab = {i: bytes([i]) for i in range(256)}
-        merges = []
-        for new_id in range(256, vocab_size):
-            counts = pair_counts_ok(ids)
-            if not counts:
-                break
-            pair = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
-            merge_ok(ids, pair, new_id)  # result dropped: ids never change
-            vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
-            merges.append(pair)
-        return merges
+    # the merge's result is dropped: the ids never change
+    wrong = train_merging_with(lambda ids, pair, new_id: ids)
 
     fails("train_bpe", wrong, "merge #1 should be", "recount after every merge")
 
