@@ -3,10 +3,11 @@
     course run         corpus → tokenizer → packing → training → evaluation → samples
     course evaluate    perplexity of a finished run on a text file
     course sample      continue a prompt with a finished run
-    course export      write a Hugging Face (GPT-2) directory from a run
+    course export      write a Hugging Face (GPT-2 or Llama) directory from a run
     course lessons     build / check the learner notebooks from solutions/
     course solutions   re-execute solution notebooks in place
     course grade       grade learner notebooks (one, or a whole class into a CSV gradebook)
+    course scaling     IsoFLOP sweeps and the test of a compute-optimal prediction (lesson 11)
 
 User errors print one line (`error: ...`) and exit with status 2; no traceback.
 """
@@ -25,8 +26,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from course.pipeline import format_summary, run_pipeline
 
     metrics = run_pipeline(
-        args.corpus, args.tokenizer, args.preset, max_steps=args.max_steps, device=args.device,
+        args.corpus, args.tokenizer, args.preset, arch=args.arch, max_steps=args.max_steps, device=args.device,
         out_dir=args.out, seed=args.seed, resume=args.resume, progress=not args.no_progress,
+        overwrite=args.overwrite, max_corpus_chars=args.max_chars,
     )
     if "rank" in metrics:  # a non-zero rank under torchrun: rank 0 reports
         return 0
@@ -42,6 +44,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def read_text_file(path: str) -> str:
     p = Path(path).expanduser()
+    if p.exists() and not p.is_file():
+        raise CorpusError(f"{p} is not a regular file (a folder, device or pipe); pass a UTF-8 text file")
     if not p.is_file():
         raise CorpusError(f"text file {p} does not exist")
     data = p.read_bytes()
@@ -92,14 +96,61 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from course.pipeline import export_run
 
-    out = export_run(args.run_dir, args.to)
-    print(f"wrote a Hugging Face GPT-2 directory to {out} "
+    out = export_run(args.run_dir, args.to, force=args.force)
+    kind = json.loads((Path(out) / "config.json").read_text(encoding="utf-8")).get("architectures", ["?"])[0]
+    print(f"wrote a Hugging Face {kind} directory to {out} "
           f"(load it with AutoModelForCausalLM.from_pretrained({str(out)!r}))")
     return 0
 
 
+# course.scaling's CORPORA and DEFAULT_BUDGETS (equal, tested), spelled out here so that
+# building the parser does not import torch
+SCALING_CORPORA = ("synthetic", "default")
+SCALING_BUDGETS = (1e10, 3e10, 1e11, 3e11)
+
+
+def _cmd_scaling_sweep(args: argparse.Namespace) -> int:
+    from course.atomic import atomic_write_text
+    from course.scaling import SweepSettings, run_sweep
+
+    settings = [SweepSettings(corpus=c, budgets=tuple(args.budgets), seed=args.seed)
+                for c in args.corpus]
+    doc = run_sweep(settings, command=_scaling_command(args), progress=not args.no_progress,
+                    log=print)
+    atomic_write_text(Path(args.out), json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {len(doc['runs'])} runs to {args.out} in {doc['wall_s']:.0f} s")
+    return 0
+
+
+def _scaling_command(args: argparse.Namespace) -> str:
+    budgets = " ".join(f"{b:g}" for b in args.budgets)
+    return (f"course scaling sweep --out {args.out} --corpus {' '.join(args.corpus)} "
+            f"--budgets {budgets} --seed {args.seed}")
+
+
+def _cmd_scaling_predict(args: argparse.Namespace) -> int:
+    from course.atomic import atomic_write_text
+    from course.scaling import load_sweep, predict_and_check
+
+    doc = load_sweep(args.sweep)
+    results = [predict_and_check(doc, c, args.factor, train_it=not args.no_train, log=print)
+               for c in args.corpus]
+    for r in results:
+        measured = f"{r['measured_loss']:.4f}" if "measured_loss" in r else "not trained"
+        print(f"{r['corpus']}: predicted {r['predicted_loss']:.4f}, measured {measured} "
+              f"({r['chosen']['name']}, budget {r['budget']:.3g} FLOPs)")
+    if args.out:
+        sweep = f" --sweep {args.sweep}" if args.sweep else ""  # default: the shipped sweep
+        command = (f"course scaling predict-check{sweep} --corpus {' '.join(args.corpus)} "
+                   f"--factor {args.factor:g} --out {args.out}")
+        atomic_write_text(Path(args.out), json.dumps({"format": 1, "command": command,
+                                                      "checks": results}, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from course.presets import PRESETS
+    from course.presets import ARCH_NAMES, PRESETS
 
     parser = argparse.ArgumentParser(
         prog="course", description="Causal language-model pretraining, end to end.",
@@ -117,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "same BPE trained by Hugging Face tokenizers (default: %(default)s)")
     run.add_argument("--preset", default=None, choices=list(PRESETS),
                      help="model/training size (default: gpu with CUDA, tiny otherwise)")
+    run.add_argument("--arch", default=None, choices=list(ARCH_NAMES),
+                     help="gpt2: GPT-2's block (LayerNorm, learned positions, GELU); llama: RMSNorm, "
+                          "RoPE, SwiGLU, no biases (default: the preset's)")
     run.add_argument("--max-steps", type=int, default=None, help="override the preset's step count")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     run.add_argument("--out", default=None, help="run directory (default: runs/<corpus>-<tokenizer>-<preset>-<time>)")
@@ -124,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seeds the split, the tokenizer, the initial weights and the data order "
                           "(default: %(default)s)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    run.add_argument("--overwrite", action="store_true",
+                     help="--out holds another run: delete its files first, then start this one "
+                          "(without it, such a directory is refused)")
+    run.add_argument("--max-chars", type=int, default=None, metavar="N",
+                     help="refuse a corpus of more than N characters (default: 50,000,000), which "
+                          "guards memory and time against a wrong path")
     run.add_argument("--json", action="store_true", help="print the metrics as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
@@ -152,10 +212,41 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     sa.set_defaults(func=_cmd_sample)
 
-    ex = sub.add_parser("export", help="write a Hugging Face GPT-2 directory (model + tokenizer)")
+    ex = sub.add_parser("export", help="write a Hugging Face GPT-2 or Llama directory (model + tokenizer)")
     ex.add_argument("run_dir", help="a directory written by `course run`")
-    ex.add_argument("--to", required=True, help="output directory")
+    ex.add_argument("--to", required=True, help="output directory: new or empty, never a run directory")
+    ex.add_argument("--force", action="store_true",
+                    help="export into a non-empty --to, replacing its files (a run directory is "
+                         "refused even so)")
     ex.set_defaults(func=_cmd_export)
+
+    sc = sub.add_parser("scaling", help="IsoFLOP sweeps and compute-optimal predictions (lesson 11)")
+    scsub = sc.add_subparsers(dest="scaling_command", metavar="ACTION")
+    scsub.required = True
+    sw = scsub.add_parser("sweep", help="train every (budget, size) of an IsoFLOP sweep; write JSON")
+    sw.add_argument("--out", required=True, help="JSON file to write (the package ships "
+                    "course/resources/scaling_sweep.json)")
+    sw.add_argument("--corpus", nargs="+", default=list(SCALING_CORPORA), choices=list(SCALING_CORPORA),
+                    help="synthetic (Markov chain, known floor) and/or default (Shakespeare) "
+                         "(default: both)")
+    sw.add_argument("--budgets", nargs="+", type=float, default=list(SCALING_BUDGETS),
+                    metavar="FLOPS", help="compute budgets in training FLOPs (default: "
+                    + " ".join(f"{b:g}" for b in SCALING_BUDGETS) + ")")
+    sw.add_argument("--seed", type=int, default=0,
+                    help="seeds the corpus, the weights and the data order (default: %(default)s)")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sw.set_defaults(func=_cmd_scaling_sweep)
+    pc = scsub.add_parser("predict-check", help="fit a sweep, predict the optimum for a larger "
+                          "budget, train it and compare")
+    pc.add_argument("--sweep", default=None, help="sweep JSON (default: the shipped one)")
+    pc.add_argument("--corpus", nargs="+", default=list(SCALING_CORPORA),
+                    choices=list(SCALING_CORPORA),
+                    help="which of the sweep's corpora to check (default: both)")
+    pc.add_argument("--factor", type=float, default=5.0,
+                    help="the new budget is this many times the sweep's largest (default: %(default)s)")
+    pc.add_argument("--no-train", action="store_true", help="only print the prediction")
+    pc.add_argument("--out", default=None, help="JSON file for the predictions and measurements")
+    pc.set_defaults(func=_cmd_scaling_predict)
 
     from course import authoring, grading
 

@@ -22,6 +22,10 @@ both loops and compared. The mapping, setting by setting:
 | `dtype` (bf16 autocast on CUDA)    | `bf16=True`                                                   |
 | `device`                           | `use_cpu=True` when the device is not CUDA                    |
 | `n_layer`, `n_head`, `n_embd`, ... | `n_layer`, `n_head`, `n_embd`, `n_positions`, `gelu_new`, tied embeddings |
+| `arch="llama"`, `n_kv_head`, ...   | `LlamaForCausalLM(LlamaConfig(...))` (`course.export.hf_llama_config`) |
+
+A `GPTConfig` with GPT-2's block trains a `GPT2LMHeadModel`; one with Llama's block
+(`arch="llama"`) a `LlamaForCausalLM`, the model `course export` writes for it.
 
 Two differences remain, documented rather than hidden:
 
@@ -78,6 +82,7 @@ __all__ = [
     "PAD_TOKEN",
     "HFTrainResult",
     "hf_gpt2_config",
+    "hf_model_for",
     "blocks_to_dataset",
     "lm_collator",
     "hf_training_arguments",
@@ -102,6 +107,11 @@ def hf_gpt2_config(config: GPTConfig) -> Any:
     if not config.bias:
         raise ConfigError("GPT-2 has biases in every Linear and LayerNorm; use GPTConfig(bias=True) "
                           "to train the same architecture with the Trainer")
+    from course.export import hf_family
+
+    if hf_family(config) != "gpt2":
+        raise ConfigError("this config has Llama's block, not GPT-2's; hf_model_for(config) makes "
+                          "the matching LlamaForCausalLM")
     return GPT2Config(
         vocab_size=config.vocab_size,
         n_positions=config.block_size,
@@ -120,6 +130,31 @@ def hf_gpt2_config(config: GPTConfig) -> Any:
         bos_token_id=None,
         eos_token_id=None,  # GPT-2's 50256 would lie outside a small vocabulary
     )
+
+
+def hf_model_for(config: GPTConfig) -> Any:
+    """A fresh, randomly initialised Hugging Face model of `GPT(config)`'s architecture:
+    `GPT2LMHeadModel` for GPT-2's block, `LlamaForCausalLM` for Llama's.
+
+    Hugging Face's Llama has dropout on the attention weights only (none on the residual
+    stream or the embeddings), so a llama with `dropout > 0` would train another model
+    than ours: that is a ConfigError.
+    """
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+
+    from course.export import hf_family, hf_llama_config
+
+    if not isinstance(config, GPTConfig):
+        raise ConfigError(f"hf_model_for needs a GPTConfig, got {type(config).__name__}")
+    if hf_family(config) == "gpt2":
+        return GPT2LMHeadModel(hf_gpt2_config(config))
+    if config.dropout:
+        raise ConfigError(f"dropout={config.dropout}: Hugging Face's Llama drops attention weights only, "
+                          "not the residual stream as ours does; train a llama with the Trainer at "
+                          "dropout=0.0")
+    hf_config = hf_llama_config(config)
+    hf_config.use_cache = False  # training only: no KV cache
+    return LlamaForCausalLM(hf_config)
 
 
 def _check_unpadded(blocks: Any, what: str) -> None:
@@ -307,7 +342,7 @@ def train_with_hf_trainer(
     progress: bool = False,
     init_from: Any | None = None,
 ) -> HFTrainResult:
-    """Train a fresh `GPT2LMHeadModel` with `transformers.Trainer` on our packed blocks.
+    """Train a fresh `GPT2LMHeadModel` (or `LlamaForCausalLM`) with `transformers.Trainer`.
 
     `train_blocks` / `val_blocks`: `PackedBlocks` packed with `tail="drop"` (or datasets
     of blocks). `tokenizer`: the course tokenizer the blocks were made with (the collator
@@ -317,13 +352,13 @@ def train_with_hf_trainer(
     "grad_norm", "tokens"} and "val_loss" at evaluations), so `LiveLossPlot` works here
     too. `out_dir` is the Trainer's `output_dir` (nothing is saved into it by default).
 
-    The model is a fresh `GPT2LMHeadModel(hf_gpt2_config(gpt_config))`, initialised from
+    The model is a fresh `hf_model_for(gpt_config)` (GPT-2 or Llama), initialised from
     `train_config.seed`, as in a real script. With `init_from` (a `course.model.GPT` of
     the same config) it starts from that model's weights instead (`course.export`), which
     takes the luck of the initialisation out of a comparison between the two loops.
     """
     import transformers
-    from transformers import GPT2LMHeadModel, PrinterCallback, Trainer
+    from transformers import PrinterCallback, Trainer
 
     cfg = train_config
     args = hf_training_arguments(cfg, out_dir, progress=progress)
@@ -340,15 +375,18 @@ def train_with_hf_trainer(
 
     transformers.set_seed(cfg.seed)  # the model's random initialisation depends on it
     if init_from is None:
-        model = GPT2LMHeadModel(hf_gpt2_config(gpt_config))
+        model = hf_model_for(gpt_config)
     else:
-        from course.export import to_hf_gpt2
+        from course.export import to_hf
 
         theirs = getattr(init_from, "config", None)
         if theirs is None or replace(theirs, attn_impl="sdpa") != replace(gpt_config, attn_impl="sdpa"):
             raise ConfigError(f"init_from has config {theirs}, but gpt_config is {gpt_config}; "
                               "they must describe the same architecture")
-        model = to_hf_gpt2(init_from)
+        hf_model_for(gpt_config)  # the same checks as a fresh model (e.g. a llama's dropout)
+        model = to_hf(init_from)
+        if getattr(model.config, "use_cache", None):
+            model.config.use_cache = False
     # transformers derives `loss_type` from the class name; "GPT2LMHeadModel" matches no entry
     # (None, or no attribute before 4.46). Name the loss GPT-2 computes anyway.
     model.loss_type = "ForCausalLM"

@@ -9,6 +9,11 @@ benchmarks in `bench/` measure exactly these presets, so a learner who types
 * `cpu`: the best model 3 minutes of a 2-core CPU can train (no dropout: at this budget
   the model underfits, so regularisation only costs quality).
 * `gpu`: Tiny-Shakespeare-char scale, about 10M parameters and a context of 256.
+
+Each preset also carries its architecture (`arch`, "gpt2" or "llama", and `n_kv_head`
+for grouped-query attention), which `course run --arch` overrides. All three are GPT-2
+until the equal-wall-time ablation (`python bench/ablation.py`) on the machines the
+numbers in bench/RESULTS.md come from shows the modern block wins for that preset.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from course.errors import ConfigError
+
+# The keys of course.model.ARCHS (tested equal), here without importing torch: the CLI's
+# parser is built from this module.
+ARCH_NAMES = ("gpt2", "llama")
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,15 @@ class Preset:
     eval_batches: int = 8
     # data: cap on corpus characters (None = all); keeps `tiny` quick on any corpus
     max_chars: int | None = None
+    # architecture (course.model.ARCHS) and key/value heads (None = n_head, no grouping)
+    arch: str = "gpt2"
+    n_kv_head: int | None = None
     description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCH_NAMES:
+            raise ConfigError(f"unknown architecture {self.arch!r} for preset {self.name!r}: choose one of "
+                              f"{', '.join(ARCH_NAMES)} (e.g. `course run --arch llama`)")
 
     def with_overrides(self, **changes: object) -> Preset:
         """A copy with some fields replaced (None values are ignored)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -214,3 +215,98 @@ def test_every_argument_of_every_command_has_help_text():
 
     walk(build_parser(), "course")
     assert not missing, f"arguments without help text: {missing}"
+
+
+# ------------------------------------------------------------------ course scaling
+
+
+def test_scaling_cli_defaults_are_the_modules():
+    from course import cli, scaling
+
+    assert cli.SCALING_CORPORA == scaling.CORPORA
+    assert cli.SCALING_BUDGETS == scaling.DEFAULT_BUDGETS
+
+
+def test_scaling_sweep_writes_a_complete_seeded_sweep(tmp_path, capsys):
+    from course import scaling
+
+    out = tmp_path / "sweep.json"
+    argv = ["scaling", "sweep", "--out", str(out), "--corpus", "synthetic", "--budgets", "1e9",
+            "--no-progress"]
+    assert main(argv) == 0
+    doc = scaling.load_sweep(out)
+    assert doc["command"] == f"course scaling sweep --out {out} --corpus synthetic --budgets 1e+09 --seed 0"
+    runs = scaling.runs_of(doc, "synthetic")
+    settings = scaling.settings_from_doc(doc, "synthetic")
+    plans = scaling.planned_runs(settings, doc["corpora"]["synthetic"]["vocab_size"])
+    assert [r["name"] for r in runs] == [p.size.name for p in plans] and len(runs) >= 3
+    assert doc["corpora"]["synthetic"]["entropy_rate"] == pytest.approx(
+        scaling.synthetic_entropy_rate(settings))
+    # the same point trained again gives the same loss, to the last digit
+    again = scaling.run_point(scaling.prepare_data(settings), plans[0], settings)
+    assert again["val_loss"] == runs[0]["val_loss"]
+    assert f"wrote {len(runs)} runs to {out}" in capsys.readouterr().out
+
+
+def test_scaling_predict_check_without_training_prints_the_prediction(tmp_path, capsys):
+    out = tmp_path / "check.json"
+    assert main(["scaling", "predict-check", "--no-train", "--corpus", "synthetic",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "predicted" in printed and "not trained" in printed
+    check = json.loads(out.read_text())["checks"][0]
+    assert check["budget"] == 5 * check["largest_sweep_budget"]
+    assert check["predicted_loss_known_floor"] > check["entropy_rate"]
+    assert check["n_opt_isoflop"] > 0 and "measured_loss" not in check
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["scaling", "sweep", "--out", "x.json", "--budgets", "-5"], "budgets must be positive"),
+    (["scaling", "predict-check", "--sweep", "no/such/sweep.json"], "no sweep file"),
+])
+def test_scaling_bad_input_is_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("corpus", "extra", "message"), [
+    ("EMPTY", [], "contains no text (it is empty, or only whitespace)"),
+    ("/dev/zero", [], "/dev/zero is neither a regular file nor a folder"),
+    ("synthetic", ["--max-chars", "1000"], "characters, more than the limit of 1,000 characters; "
+                                           "pass a larger --max-chars"),
+])
+def test_input_limits_give_one_line_and_write_nothing(corpus, extra, message, tmp_path, capsys):
+    if corpus == "EMPTY":
+        corpus = str(tmp_path / "empty.txt")
+        (tmp_path / "empty.txt").write_bytes(b"")
+    elif not os.path.exists(corpus) and corpus.startswith("/"):
+        pytest.skip(f"needs {corpus}")
+    assert main(["run", "--corpus", corpus, *extra, "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_export_never_overwrites_a_run_and_needs_force_for_a_used_directory(run_dir, tmp_path, capsys):
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert main(["export", str(run_dir), "--to", str(run_dir), "--force"]) == 2
+    assert "is the run directory itself" in capsys.readouterr().err
+    other_run = tmp_path / "other"
+    other_run.mkdir()
+    (other_run / "checkpoint.safetensors").write_bytes(b"another run's")
+    assert main(["export", str(run_dir), "--to", str(other_run), "--force"]) == 2
+    assert "holds a run" in capsys.readouterr().err
+    assert (other_run / "checkpoint.safetensors").read_bytes() == b"another run's"
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "config.json").write_text("somebody's")
+    assert main(["export", str(run_dir), "--to", str(used)]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty (config.json)" in err and "--force" in err
+    assert (used / "config.json").read_text() == "somebody's"
+    assert main(["export", str(run_dir), "--to", str(used), "--force"]) == 0
+    assert json.loads((used / "config.json").read_text())["model_type"] == "gpt2"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".used.")]  # no staging left
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before

@@ -125,3 +125,38 @@ def test_import_rejects_gpt2_variants_we_cannot_express():
         from_hf_gpt2(torch.nn.Linear(2, 2))
     with pytest.raises(ConfigError, match="course.model.GPT"):
         to_hf_gpt2(torch.nn.Linear(2, 2))
+
+
+# ------------------------------------------------- export destinations (course export --to)
+
+
+def test_export_destination_refusals(tmp_path):
+    """An export never destroys: not into the run itself or any run directory (even with
+    --force), not into a non-empty directory without --force."""
+    from course.export import check_export_destination
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.safetensors").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="is the run directory itself"):
+        check_export_destination(run, run, force=True)
+    (tmp_path / "link").symlink_to(run)
+    with pytest.raises(ConfigError, match="is the run directory itself"):
+        check_export_destination(run, tmp_path / "link", force=True)
+    other = tmp_path / "other-run"
+    other.mkdir()
+    (other / "checkpoint.safetensors").write_bytes(b"x")
+    with pytest.raises(ConfigError, match=r"holds a run \(checkpoint.safetensors\).*--force or not"):
+        check_export_destination(run, other, force=True)
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"is not empty \(config.json\).*pass --force"):
+        check_export_destination(run, used)
+    assert check_export_destination(run, used, force=True) == used
+    (tmp_path / "empty").mkdir()
+    assert check_export_destination(run, tmp_path / "empty") == tmp_path / "empty"
+    assert check_export_destination(run, tmp_path / "new" / "hf") == tmp_path / "new" / "hf"
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        check_export_destination(run, tmp_path / "a-file" / "hf")

@@ -19,9 +19,14 @@ from course.train import BatchOrder, TrainConfig, batch_indices, make_optimizer,
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def tiny_model(dropout: float = 0.0) -> GPT:
+def tiny_model(dropout: float = 0.0, **arch) -> GPT:
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=17, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=dropout))
+    return GPT(GPTConfig(vocab_size=17, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=dropout,
+                         **arch))
+
+
+# the modern block, grouped-query attention included (2 query heads share 1 key/value head)
+LLAMA = dict(arch="llama", n_kv_head=1)
 
 
 def counting_blocks(n: int = 64, T: int = 16) -> torch.Tensor:
@@ -41,12 +46,13 @@ def losses(result) -> list[float]:
 
 
 # ---------------------------------------------------------------- no read-backs in a step
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("packed", [False, True], ids=["causal", "doc_ids"])
-def test_the_training_forward_compiles_to_one_graph(packed):
+def test_the_training_forward_compiles_to_one_graph(packed, arch):
     """A graph break is a place where the GPU's work stops while Python reads a value back
     (an input check did this at every step once). The forward with labels, plain or with
-    packed-document ids, must trace as one graph."""
-    model = tiny_model(dropout=0.1).train()
+    packed-document ids, must trace as one graph, for both architectures."""
+    model = tiny_model(dropout=0.1, **(LLAMA if arch == "llama" else {})).train()
     x = counting_blocks(4)
     kw = {}
     if packed:
@@ -60,6 +66,33 @@ def test_the_training_forward_compiles_to_one_graph(packed):
         torch._dynamo.reset()
     assert report.graph_break_count == 0, [r.reason for r in report.break_reasons]
     assert report.graph_count == 1
+
+
+def test_the_llama_forward_uses_sdpa_with_grouped_heads(monkeypatch):
+    """The modern block stays on the fused kernel: one SDPA call per layer, with the
+    key/value heads shared by the kernel itself (`enable_gqa`), not copied first."""
+    import torch.nn.functional as F
+
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        calls.append((q.shape[1], k.shape[1], kw.get("enable_gqa", False), kw.get("is_causal")))
+        return sdpa(q, k, v, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    x = counting_blocks(2)
+    tiny_model(**LLAMA)(x, x)
+    assert calls == [(2, 1, True, True)] * 2
+
+
+@pytest.mark.slow
+def test_compiled_llama_training_matches_eager():
+    """torch.compile of the modern block (RoPE, RMSNorm, SwiGLU, GQA) gives eager's losses."""
+    eager = train(tiny_model(**LLAMA), counting_blocks(), None, cfg(max_steps=6), progress=False)
+    compiled = train(tiny_model(**LLAMA), counting_blocks(), None, cfg(max_steps=6, compile=True),
+                     progress=False)
+    assert losses(compiled) == pytest.approx(losses(eager), rel=1e-4)
 
 
 def test_the_eager_forward_still_rejects_bad_ids_with_a_clear_error():
@@ -150,6 +183,38 @@ def test_cuda_training_uses_the_fast_recipe_and_learns():
     res = train(tiny_model(), counting_blocks(), None, c, progress=False)
     assert losses(res) == pytest.approx(losses(ref), abs=0.1)
     assert losses(res)[-1] < 0.5 * losses(res)[0]
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_llama_training_learns_with_the_fast_recipe():
+    """The modern block on CUDA (bf16 autocast, compile, fused AdamW) follows the CPU
+    float32 run's losses (loosely) and learns."""
+    c = cfg(device="cuda", max_steps=30, log_interval=1)
+    ref = train(tiny_model(**LLAMA), counting_blocks(), None, cfg(max_steps=30), progress=False)
+    res = train(tiny_model(**LLAMA), counting_blocks(), None, c, progress=False)
+    assert losses(res) == pytest.approx(losses(ref), abs=0.1)
+    assert losses(res)[-1] < 0.5 * losses(res)[0]
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("n_kv_head", [4, 2])
+def test_the_llama_forward_runs_on_the_flash_attention_kernel(n_kv_head):
+    """RoPE'd q and k, grouped key/value heads: still the flash kernel, same logits as the
+    manual attention."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=65, block_size=256, n_layer=2, n_head=4, n_embd=256,
+                          arch="llama", n_kv_head=n_kv_head)).cuda().eval()
+    x = torch.randint(0, 65, (4, 256), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16), torch.no_grad():
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            flash, _ = model(x)
+        model.set_attn_impl("manual")
+        manual, _ = model(x)
+    assert torch.allclose(flash.float(), manual.float(), atol=5e-2, rtol=0)
 
 
 @pytest.mark.gpu

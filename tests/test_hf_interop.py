@@ -152,3 +152,79 @@ def test_exported_generation_stops_at_the_end_of_text_token(exported, hf):
     out = hf_model.generate(torch.tensor([[5, 6]]), max_new_tokens=6, do_sample=False,
                             logits_processor=LogitsProcessorList([PreferEos()]))[0].tolist()
     assert out == [5, 6, eos]
+
+
+# ---------------------------------------------------------------- a llama run (arch="llama")
+@pytest.fixture(scope="module")
+def exported_llama(tmp_path_factory):
+    run = tmp_path_factory.mktemp("llama_run")
+    assert main([*RUN_ARGS, "--arch", "llama", "--out", str(run)]) == 0
+    dest = tmp_path_factory.mktemp("llama_hf")
+    assert main(["export", str(run), "--to", str(dest)]) == 0
+    return run, dest
+
+
+@pytest.fixture(scope="module")
+def hf_llama(exported_llama):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, dest = exported_llama
+    tok = AutoTokenizer.from_pretrained(dest, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(dest, local_files_only=True).eval()
+    return tok, model
+
+
+@pytest.mark.slow
+def test_a_llama_run_exports_as_llama_for_causal_lm_with_our_logits(exported_llama, hf_llama, capsys):
+    from transformers import LlamaForCausalLM
+
+    from course.pipeline import load_run
+
+    run, dest = exported_llama
+    tok, model = hf_llama
+    assert isinstance(model, LlamaForCausalLM)
+    saved = json.loads((run / "config.json").read_text())["model"]
+    assert (saved["arch"], saved["pos"], saved["norm"], saved["mlp"]) == ("llama", "rope", "rmsnorm", "swiglu")
+    hf_config = json.loads((dest / "config.json").read_text())
+    assert hf_config["architectures"] == ["LlamaForCausalLM"] and hf_config["rope_theta"] == 10000.0
+    ours_model, ours_tok, _ = load_run(run, "cpu")
+    text = "the cat sat on the mat; 12 ünïcödé → ok"
+    assert tok(text)["input_ids"] == ours_tok.encode(text)
+    ids = torch.tensor([ours_tok.encode(text)])
+    with torch.no_grad():
+        torch.testing.assert_close(ours_model(ids)[0], model(ids).logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_course_evaluate_of_a_llama_run_reports_the_perplexity_transformers_computes(
+        exported_llama, hf_llama, tmp_path, capsys):
+    run, _ = exported_llama
+    tok, model = hf_llama
+    block = json.loads((run / "config.json").read_text())["model"]["block_size"]
+    text = text_in_one_context(tok, block)
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        theirs = math.exp(model(ids, labels=ids).loss.item())
+    f = tmp_path / "one_context.txt"
+    f.write_text(text, encoding="utf-8")
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--text", str(f), "--json", "--device", "cpu"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert ours["tokens"] == ids.shape[1] - 1
+    assert abs(ours["perplexity"] - theirs) / theirs < 1e-3
+    assert ours["perplexity"] < tok.vocab_size * 0.8, "the run must have learned something"
+
+
+@pytest.mark.slow
+def test_greedy_generate_of_the_exported_llama_equals_ours(exported_llama, hf_llama):
+    from course.pipeline import load_run
+    from course.sample import generate
+
+    run, _ = exported_llama
+    hf_tok, hf_model = hf_llama
+    model, tok, _ = load_run(run, "cpu")
+    prompt = torch.tensor([tok.encode("abc ab")])
+    ours = generate(model, prompt, 20, greedy=True)[0].tolist()
+    theirs = hf_model.generate(prompt, max_new_tokens=20, do_sample=False,
+                               pad_token_id=hf_tok.eos_token_id, eos_token_id=None)[0].tolist()
+    assert ours == theirs and len(ours) == prompt.shape[1] + 20

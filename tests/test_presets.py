@@ -67,3 +67,34 @@ def test_the_default_preset_follows_the_device_the_run_trains_on():
     assert default_preset_name(torch.device("cpu")) == "tiny"
     assert default_preset_name(torch.device("cuda")) == "gpu"
     assert default_preset_name("cuda:1") == "gpu"
+
+
+# ---------------------------------------------------------------- architecture
+def test_presets_carry_a_valid_architecture_and_the_names_match_the_model():
+    from course.model import ARCHS
+    from course.presets import ARCH_NAMES
+
+    assert ARCH_NAMES == tuple(ARCHS)
+    for p in PRESETS.values():
+        c = model_config_from_preset(p, vocab_size=65)
+        assert c.arch == p.arch in ARCH_NAMES
+        assert c.n_kv_head == (p.n_kv_head or p.n_head)
+
+
+def test_an_arch_override_builds_the_modern_block():
+    p = get_preset("cpu").with_overrides(arch="llama", n_kv_head=2)
+    c = model_config_from_preset(p, vocab_size=65)
+    assert (c.arch, c.norm, c.pos, c.mlp, c.bias, c.n_kv_head) == ("llama", "rmsnorm", "rope", "swiglu", False, 2)
+    assert (c.n_layer, c.n_head, c.n_embd, c.block_size) == (p.n_layer, p.n_head, p.n_embd, p.block_size)
+    assert get_preset("cpu").arch == "gpt2"  # with_overrides made a copy
+    with pytest.raises(ConfigError, match=r"unknown architecture 'mamba'.*gpt2, llama"):
+        get_preset("cpu").with_overrides(arch="mamba")
+    with pytest.raises(ConfigError, match="n_kv_head"):
+        model_config_from_preset(get_preset("cpu").with_overrides(n_kv_head=3), vocab_size=65)
+
+
+def test_the_llama_gpu_preset_keeps_about_ten_million_parameters():
+    from course.model import GPT
+
+    n = GPT(model_config_from_preset(get_preset("gpu").with_overrides(arch="llama"), vocab_size=65)).num_params()
+    assert 9e6 < n < 12e6
