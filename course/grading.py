@@ -82,6 +82,23 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     "prefix_lm_batch": ("course.objectives.prefix:prefix_lm_batch",),
     "fim_psm": ("course.objectives.fim:fim_arrange", "course.objectives.fim:fim_transform",
                 "course.objectives.fim:apply_fim"),
+    "train_flops": ("course.scaling:train_flops", "course.scaling:model_params",
+                    "course.model:GPT.flops_per_token", "course.model:GPT.num_params"),
+    "fit_power_law": ("course.scaling:fit_power_law",),
+    "isoflop_optimum": ("course.scaling:isoflop_optimum", "course.scaling:isoflop_optima"),
+    "compute_optimal": ("course.scaling:compute_optimal",),
+    "normalize_text": ("course.curation:normalize",),
+    "exact_dedup": ("course.curation:exact_dedup",),
+    "minhash_signature": ("course.curation:minhash_signature", "course.curation:minhash_signatures"),
+    "lsh_candidates": ("course.curation:lsh_candidates",),
+    "quality_signals": ("course.curation:quality_signals",),
+    "contamination_score": ("course.curation:contamination_score",),
+    "rms_norm": ("course.model:RMSNorm.forward", "torch.nn.functional:rms_norm"),
+    "apply_rope": ("course.model:apply_rope", "course.model:Rotary.forward",
+                   "transformers.models.llama.modeling_llama:apply_rotary_pos_emb"),
+    "swiglu": ("course.model:MLP.forward",),
+    "gqa_attention": ("torch.nn.functional:scaled_dot_product_attention",
+                      "course.model:CausalSelfAttention.forward"),
 }
 
 DEFAULT_TIMEOUT = 60          # seconds per cell, and per exercise check

@@ -7,6 +7,8 @@
 | `attention_viewer(model, tok, prompt)` | a model's attention weights, per layer and head |
 | `LiveLossPlot()` | `train(..., callback=plot)`: loss and learning rate, live |
 | `sampling_explorer(model, tok, prompt)` | temperature, top-k, top-p on the next-token distribution |
+| `budget_explorer(fit)` | a compute budget -> the fitted law's compute-optimal N, D and loss |
+| `mixture_explorer(grid)` | domain weights of a data mixture -> per-domain validation loss |
 
 Each widget is a pure figure function (`mask_figure`, `packing_figure`, ...) that
 builds a plotly `Figure` from plain arguments, wrapped in ipywidgets controls. The
@@ -23,8 +25,10 @@ from course.widgets._base import Explorer, in_notebook, show_in
 from course.widgets.attention_view import attention_figure, attention_viewer, attention_weights
 from course.widgets.loss_plot import LiveLossPlot, live_loss_plot, loss_figure
 from course.widgets.mask_view import MASK_KINDS, mask_explorer, mask_figure, mask_matrix
+from course.widgets.mixture import mixture_explorer, mixture_figure
 from course.widgets.packing_view import packing_figure, packing_viewer
 from course.widgets.sampling_view import filtered_distribution, sampling_explorer, sampling_figure
+from course.widgets.scaling_view import budget_explorer, budget_figure
 
 __all__ = [
     "Explorer",
@@ -45,4 +49,8 @@ __all__ = [
     "filtered_distribution",
     "sampling_figure",
     "sampling_explorer",
+    "budget_figure",
+    "budget_explorer",
+    "mixture_figure",
+    "mixture_explorer",
 ]
