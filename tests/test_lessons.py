@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 LESSONS = ROOT / "lessons"
 EXPECTED = ["00_setup", "01_text_to_tokens", "02_bpe", "03_packing", "04_causal_attention",
-            "05_gpt", "06_training", "07_perplexity", "08_sampling", "09_objectives"]
+            "05_gpt", "06_training", "07_perplexity", "08_sampling", "09_objectives",
+            "10_data", "11_scaling", "12_modern"]
 CHECK_CALL = re.compile(r"^\s*check\.(\w+)\(", re.M)
 
 solution_paths = sorted(SOLUTIONS.glob("*.ipynb"))
