@@ -4,14 +4,10 @@ each trained for the same wall time on Tiny Shakespeare (characters).
     python bench/ablation.py                                # cpu preset, 180 s per variant
     python bench/ablation.py --budget 60 --variants gpt2 llama --out /tmp/a.json
     python bench/ablation.py --preset gpu --device cuda     # the GPU rows
+    python bench/ablation.py --variants llama --set lr=6e-3  # one point of a preset sweep
 
-Equal wall time, not equal steps: a change that makes a step slower must earn its keep
-in fewer steps. For each variant a short calibration run measures the seconds per
-training step (the median step after a warm-up, on a throwaway copy of the model); the
-variant is then trained with the preset's whole schedule (warmup, cosine) sized to
-`budget / seconds per step` steps, and scored on the whole validation split. The JSON
-records the calibrated and the measured training time, so a run disturbed by other load
-shows. Timings only mean something on an otherwise idle machine.
+The method (equal wall time, calibrated seconds per step) is in `course/ablation.py`.
+`--out course/resources/ablation_cpu.json` replaces the document lesson 12 shows.
 
 Tiny Shakespeare is found as by bench/run.py (`$COURSE_SHAKESPEARE` or shared/data/); the
 first 90% trains, the last 10% validates, one token per character.
@@ -20,161 +16,14 @@ first 90% trains, the last 10% validates, one token per character.
 from __future__ import annotations
 
 import argparse
-import copy
-import datetime as dt
+import ast
 import json
-import statistics
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import torch
+from course.ablation import VARIANTS, markdown_table, run_ablation
 
 HERE = Path(__file__).resolve().parent
-
-# name: GPTConfig fields changed from GPT-2's block (n_kv_head "half" = n_head // 2)
-VARIANTS: dict[str, dict[str, Any]] = {
-    "gpt2": {},
-    "+rmsnorm": {"norm": "rmsnorm"},
-    "+rope": {"pos": "rope"},
-    "+swiglu": {"mlp": "swiglu"},
-    "-bias": {"bias": False},
-    "+gqa": {"n_kv_head": "half"},
-    "+untied": {"tie_embeddings": False},
-    "llama": {"arch": "llama"},
-    "llama+gqa": {"arch": "llama", "n_kv_head": "half"},
-}
-
-
-def variant_config(base: Any, changes: dict[str, Any]) -> Any:
-    """The sizes of `base` (a `GPTConfig`) with GPT-2's block plus `changes` (an "arch"
-    change starts from that arch's defaults instead)."""
-    from course.model import GPTConfig
-
-    changes = dict(changes)
-    if changes.get("n_kv_head") == "half":
-        changes["n_kv_head"] = max(1, base.n_head // 2)
-    # A new config from the sizes, not `replace(base, ...)`: the derived fields (mlp_hidden
-    # for a SwiGLU) must follow the change.
-    sizes = dict(vocab_size=base.vocab_size, block_size=base.block_size, n_layer=base.n_layer,
-                 n_head=base.n_head, n_embd=base.n_embd, dropout=base.dropout, attn_impl=base.attn_impl)
-    return GPTConfig(**sizes, **changes)
-
-
-def kv_cache_bytes_per_token(config: Any, bytes_per_value: int = 4) -> int:
-    """Keys and values cached per generated token: 2 · n_layer · n_kv_head · head_dim values."""
-    return 2 * config.n_layer * config.n_kv_head * config.head_dim * bytes_per_value
-
-
-def _split(text: str, block_size: int) -> tuple[Any, Any, Any]:
-    from course.packing import pack_documents
-    from course.tokenizer import CharTokenizer
-
-    n = int(0.9 * len(text))  # the classic split: first 90% train, last 10% validation
-    tok = CharTokenizer().train([text])
-    tr = pack_documents([tok.encode(text[:n])], block_size, tok.eos_id, tail="drop")
-    va = pack_documents([tok.encode(text[n:])], block_size, tok.eos_id, tail="drop")
-    return tok, tr, va
-
-
-def seconds_per_step(model: torch.nn.Module, blocks: Any, cfg: Any, steps: int) -> float:
-    """Median wall time of a training step, from `steps` steps of a copy of `model` (the
-    first third, warm-up and allocation, is left out)."""
-    from course.train import train
-
-    stamps: list[float] = []
-    calib = replace(cfg, max_steps=steps, eval_interval=steps + 1, log_interval=1)
-    train(copy.deepcopy(model), blocks, None, calib, progress=False,
-          callback=lambda r: stamps.append(time.perf_counter()) if "train_loss" in r else None)
-    gaps = [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)]
-    return statistics.median(gaps[len(gaps) // 3:] or gaps)
-
-
-def run_ablation(
-    text: str,
-    *,
-    preset: str = "cpu",
-    budget_s: float = 180.0,
-    variants: list[str] | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    calib_steps: int = 30,
-    overrides: dict[str, Any] | None = None,
-    log: Any = None,
-) -> dict[str, Any]:
-    """Train every variant for `budget_s` seconds of training; return the JSON document.
-
-    `overrides` replaces preset fields (e.g. smaller sizes for a test).
-    """
-    from course.errors import ConfigError
-    from course.evaluate import evaluate_nll
-    from course.model import GPT
-    from course.pipeline import model_config_from_preset, train_config_from_preset
-    from course.presets import get_preset
-    from course.train import train
-
-    names = list(variants or VARIANTS)
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise ConfigError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    if not budget_s > 0:
-        raise ConfigError(f"budget_s must be > 0 seconds, got {budget_s}")
-    p = get_preset(preset).with_overrides(**(overrides or {}), arch="gpt2", n_kv_head=None)
-    tok, tr, va = _split(text, p.block_size)
-    base = model_config_from_preset(p, tok.vocab_size)
-    rows = []
-    for name in names:
-        config = variant_config(base, VARIANTS[name])
-        torch.manual_seed(seed)
-        model = GPT(config)
-        cfg = train_config_from_preset(p, device=device, seed=seed)
-        spp = seconds_per_step(model, tr, cfg, calib_steps)
-        steps = max(1, int(budget_s / spp))
-        cfg = train_config_from_preset(p.with_overrides(max_steps=steps), device=device, seed=seed)
-        cfg.eval_interval = steps  # evaluate once, at the end, on the whole validation split
-        res = train(model, tr, None, cfg, progress=False)
-        ev = evaluate_nll(model, va.input_ids, va.labels, batch_size=cfg.batch_size, device=device)
-        row = {
-            "variant": name, "changes": VARIANTS[name], "params": model.num_params(),
-            "steps": res.steps, "calibrated_s_per_step": round(spp, 5),
-            "train_s": round(res.train_seconds, 2), "tokens": res.tokens,
-            "tokens_per_s": round(res.tokens_per_s, 1), "train_loss": round(res.final_train_loss, 4),
-            "val_loss": round(ev.mean_nll, 4), "kv_cache_bytes_per_token": kv_cache_bytes_per_token(config),
-            "config": config.to_dict(),
-        }
-        rows.append(row)
-        if log:
-            log(f"{name:10s} {row['steps']:6d} steps  {row['train_s']:7.1f} s  val {row['val_loss']:.4f}")
-    return {
-        "format": 1, "date": dt.date.today().isoformat(), "machine": _machine(device),
-        "preset": p.name, "overrides": overrides or {}, "budget_s": budget_s, "seed": seed,
-        "corpus": f"{len(text)} characters, {len(tr)} train / {len(va)} val blocks of {p.block_size}",
-        "rows": rows,
-    }
-
-
-def _machine(device: str) -> str:
-    import os
-    import platform
-
-    gpu = f", {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
-    return f"{platform.machine()} {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
-
-
-def markdown_table(doc: dict[str, Any]) -> str:
-    """The rows as a Markdown table, best validation loss first, with the change from GPT-2's."""
-    ref = next((r["val_loss"] for r in doc["rows"] if r["variant"] == "gpt2"), None)
-    lines = [f"Equal wall time: {doc['budget_s']:g} s of training per variant, preset `{doc['preset']}`, "
-             f"{doc['machine']}, {doc['date']}.", "",
-             "| variant | val loss | vs gpt2 | steps | train s | params | KV cache B/token |",
-             "|---|---|---|---|---|---|---|"]
-    for r in sorted(doc["rows"], key=lambda r: r["val_loss"]):
-        delta = f"{r['val_loss'] - ref:+.4f}" if ref is not None else ""
-        lines.append(f"| {r['variant']} | {r['val_loss']:.4f} | {delta} | {r['steps']} | {r['train_s']} | "
-                     f"{r['params']:,} | {r['kv_cache_bytes_per_token']:,} |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,8 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="*", default=None, help=f"subset of {list(VARIANTS)}")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="preset fields to change, e.g. --set lr=6e-3 n_embd=160 (a sweep point)")
     ap.add_argument("--out", default=None, help="JSON file (default: bench/ablation-<preset>.json)")
     args = ap.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--set takes FIELD=VALUE, got {item!r}")
+        try:
+            overrides[field] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[field] = value  # a bare word, e.g. a name
     sys.path.insert(0, str(HERE))
     from run import find_shakespeare
 
@@ -193,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if path is None:
         raise SystemExit("tinyshakespeare.txt not found: set $COURSE_SHAKESPEARE (see bench/run.py)")
     doc = run_ablation(path.read_text(encoding="utf-8"), preset=args.preset, budget_s=args.budget,
-                       variants=args.variants, device=args.device, seed=args.seed,
+                       variants=args.variants, device=args.device, seed=args.seed, overrides=overrides,
                        log=lambda s: print(s, file=sys.stderr, flush=True))
     doc["command"] = "python bench/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out) if args.out else HERE / f"ablation-{args.preset}.json"

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from course.errors import ConfigError, CorpusError
+from course.shipped import RESOURCES, load_document
 
 __all__ = [
     "CODE_MODULES",
@@ -101,7 +102,7 @@ CODE_MODULES = (
 #: The prime of the by-hand MinHash: 2**31 - 1. Hashes are 32-bit, so a * x + b < 2**63 and
 #: NumPy's int64 computes every permutation exactly.
 MERSENNE_31 = (1 << 31) - 1
-GRID_PATH = Path(__file__).resolve().parent / "resources" / "mixture_grid.json"
+GRID_PATH = RESOURCES / "mixture_grid.json"
 
 
 # ----------------------------------------------------------------------------- domains
@@ -778,14 +779,8 @@ def mixture_grid(step: float = 0.25, *, out: str | Path | None = None,
 
 def load_mixture_grid(path: str | Path | None = None) -> dict[str, Any]:
     """The precomputed grid shipped with the package (or the one at `path`)."""
-    p = Path(path) if path is not None else GRID_PATH
-    if not p.is_file():
-        raise CorpusError(f"no mixture grid at {p}; compute one with "
-                          "`python -m course.curation mixture-grid --out FILE`")
-    grid = json.loads(p.read_text(encoding="utf-8"))
-    if not isinstance(grid, dict) or "rows" not in grid:
-        raise CorpusError(f"{p} is not a mixture grid (no 'rows'); recompute it")
-    return grid
+    return load_document(GRID_PATH if path is None else path, what="mixture grid", key="rows",
+                         command="python -m course.curation mixture-grid", error=CorpusError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,7 +38,7 @@ from course.errors import ConfigError
 from course.model import ARCHS, GPT, LAYER_NORM_EPS, GPTConfig
 
 __all__ = ["to_hf", "from_hf", "to_hf_gpt2", "from_hf_gpt2", "to_hf_llama", "from_hf_llama",
-           "hf_llama_config", "hf_family", "save_hf", "CONV1D_SUFFIXES"]
+           "hf_gpt2_config", "hf_llama_config", "hf_family", "save_hf", "CONV1D_SUFFIXES"]
 
 # Parameters stored transposed by GPT-2's Conv1D.
 CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -49,6 +49,32 @@ _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
 
 def _is_conv1d(name: str) -> bool:
     return name.endswith(CONV1D_SUFFIXES)
+
+
+def hf_gpt2_config(config: GPTConfig) -> GPT2Config:
+    """The `transformers.GPT2Config` of GPT-2's block with `config`'s sizes: tanh GELU
+    (`gelu_new`), our LayerNorm epsilon, dropout, tied embeddings and initialisation, so
+    `GPT2LMHeadModel` of it has exactly `GPT(config)`'s parameters, one to one. The caller
+    checks that `config` is GPT-2's block (`hf_family`, `bias=True`)."""
+    return GPT2Config(
+        vocab_size=config.vocab_size,
+        n_positions=config.block_size,
+        n_ctx=config.block_size,  # older name of n_positions, kept for old readers
+        n_embd=config.n_embd,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        n_inner=4 * config.n_embd,
+        activation_function="gelu_new",  # tanh-approximated GELU, = nn.GELU(approximate="tanh")
+        layer_norm_epsilon=LAYER_NORM_EPS,
+        resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout,
+        attn_pdrop=config.dropout,
+        scale_attn_weights=True,  # scores / sqrt(D), as ours
+        initializer_range=0.02,  # N(0, 0.02), c_proj scaled by 1/sqrt(2·n_layer): as ours
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=None,  # GPT-2's 50256 would lie outside a small vocabulary
+    )
 
 
 def to_hf_gpt2(model: GPT) -> GPT2LMHeadModel:
@@ -69,24 +95,7 @@ def to_hf_gpt2(model: GPT) -> GPT2LMHeadModel:
     if others:
         raise ConfigError("to_hf_gpt2: GPT2LMHeadModel cannot express " + "; ".join(others)
                           + (" (export it with to_hf, as a Llama)" if not _differences(c, "llama") else ""))
-    hf_config = GPT2Config(
-        vocab_size=c.vocab_size,
-        n_positions=c.block_size,
-        n_ctx=c.block_size,  # older name of n_positions, kept for old readers
-        n_embd=c.n_embd,
-        n_layer=c.n_layer,
-        n_head=c.n_head,
-        n_inner=4 * c.n_embd,
-        activation_function="gelu_new",  # tanh-approximated GELU, = nn.GELU(approximate="tanh")
-        layer_norm_epsilon=LAYER_NORM_EPS,
-        resid_pdrop=c.dropout,
-        embd_pdrop=c.dropout,
-        attn_pdrop=c.dropout,
-        scale_attn_weights=True,  # scores / sqrt(D), as ours
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=None,
-    )
+    hf_config = hf_gpt2_config(c)
     hf = GPT2LMHeadModel(hf_config)
     ours = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
     theirs = hf.state_dict()

@@ -75,7 +75,7 @@ from typing import Any
 import torch
 
 from course.errors import ConfigError
-from course.model import LAYER_NORM_EPS, GPTConfig
+from course.model import GPTConfig
 from course.train import TrainConfig, TrainResult, autocast_dtype, resolve_device
 
 __all__ = [
@@ -100,36 +100,19 @@ def hf_gpt2_config(config: GPTConfig) -> Any:
     and `course.export` maps weights between them one to one. Needs `bias=True`
     (GPT-2 always has biases).
     """
-    from transformers import GPT2Config
+    from course import export
 
     if not isinstance(config, GPTConfig):
         raise ConfigError(f"hf_gpt2_config needs a GPTConfig, got {type(config).__name__}")
     if not config.bias:
         raise ConfigError("GPT-2 has biases in every Linear and LayerNorm; use GPTConfig(bias=True) "
                           "to train the same architecture with the Trainer")
-    from course.export import hf_family
-
-    if hf_family(config) != "gpt2":
+    if export.hf_family(config) != "gpt2":
         raise ConfigError("this config has Llama's block, not GPT-2's; hf_model_for(config) makes "
                           "the matching LlamaForCausalLM")
-    return GPT2Config(
-        vocab_size=config.vocab_size,
-        n_positions=config.block_size,
-        n_embd=config.n_embd,
-        n_layer=config.n_layer,
-        n_head=config.n_head,
-        n_inner=4 * config.n_embd,
-        activation_function="gelu_new",  # = nn.GELU(approximate="tanh"), as course.model
-        layer_norm_epsilon=LAYER_NORM_EPS,
-        resid_pdrop=config.dropout,
-        embd_pdrop=config.dropout,
-        attn_pdrop=config.dropout,
-        initializer_range=0.02,  # N(0, 0.02), c_proj scaled by 1/sqrt(2·n_layer): as ours
-        tie_word_embeddings=True,
-        use_cache=False,  # training only: no KV cache
-        bos_token_id=None,
-        eos_token_id=None,  # GPT-2's 50256 would lie outside a small vocabulary
-    )
+    hf_config = export.hf_gpt2_config(config)
+    hf_config.use_cache = False  # training only: no KV cache
+    return hf_config
 
 
 def hf_model_for(config: GPTConfig) -> Any:
@@ -228,6 +211,9 @@ def hf_training_arguments(train_config: TrainConfig, out_dir: str | Path, *,
     cfg = train_config
     if cfg.doc_mask:
         raise ConfigError("doc_mask=True has no GPT2LMHeadModel equivalent; train with doc_mask=False")
+    if cfg.max_seconds is not None:
+        raise ConfigError("the Trainer's schedule counts steps, not seconds: set max_seconds=None and "
+                          "give max_steps")
     if cfg.batch_size % cfg.grad_accum != 0:
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by grad_accum {cfg.grad_accum} "
                           "so that every micro-batch has the same size")

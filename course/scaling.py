@@ -32,7 +32,6 @@ round-off changes the losses slightly (the lesson states the tolerance).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import platform
 import time
@@ -46,6 +45,7 @@ import torch
 
 from course.errors import ConfigError
 from course.model import GPT, GPTConfig
+from course.shipped import RESOURCES, load_document
 
 __all__ = [
     "CORPORA",
@@ -76,7 +76,6 @@ __all__ = [
     "train_flops",
 ]
 
-RESOURCES = Path(__file__).with_name("resources")
 SHIPPED_SWEEP = RESOURCES / "scaling_sweep.json"
 SHIPPED_PREDICTION = RESOURCES / "scaling_prediction.json"
 FORMAT = 1
@@ -430,35 +429,14 @@ def settings_from_doc(doc: Mapping[str, Any], corpus: str) -> SweepSettings:
 
 def load_sweep(path: str | Path | None = None) -> dict[str, Any]:
     """A sweep document (default: the one shipped with the package)."""
-    p = SHIPPED_SWEEP if path is None else Path(path)
-    if not p.is_file():
-        raise ConfigError(f"no sweep file at {p}; write one with `course scaling sweep --out {p}`")
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p} is not a sweep JSON file ({e}); regenerate it with "
-                          "`course scaling sweep`") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "runs" not in doc:
-        raise ConfigError(f"{p} is not a sweep file of format {FORMAT}; regenerate it with "
-                          "`course scaling sweep`")
-    return doc
+    return load_document(SHIPPED_SWEEP if path is None else path, what="sweep", key="runs",
+                         command="course scaling sweep", fmt=FORMAT)
 
 
 def load_prediction(path: str | Path | None = None) -> dict[str, Any]:
     """A `course scaling predict-check` document (default: the one shipped with the package)."""
-    p = SHIPPED_PREDICTION if path is None else Path(path)
-    if not p.is_file():
-        raise ConfigError(f"no prediction file at {p}; write one with "
-                          f"`course scaling predict-check --out {p}`")
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p} is not a prediction JSON file ({e}); regenerate it with "
-                          "`course scaling predict-check`") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "checks" not in doc:
-        raise ConfigError(f"{p} is not a prediction file of format {FORMAT}; regenerate it "
-                          "with `course scaling predict-check`")
-    return doc
+    return load_document(SHIPPED_PREDICTION if path is None else path, what="prediction", key="checks",
+                         command="course scaling predict-check", fmt=FORMAT)
 
 
 def runs_of(doc: Mapping[str, Any], corpus: str) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -64,6 +65,13 @@ class TrainConfig:
     compile: bool | None = None  # None: on for CUDA
     doc_mask: bool = False  # attend only within a document (packed-document mask)
     seed: int = 0
+    # A wall-time budget instead of a step count: stop after this many seconds of training
+    # (evaluations excluded), with the schedule running on the fraction of the budget spent,
+    # so warmup and cosine fit the time whatever the machine's speed; max_steps then only
+    # sets warmup's share (warmup_steps / max_steps). For comparisons at equal wall time
+    # (course.ablation). Such a run depends on the clock, so it cannot be resumed. (On a GPU
+    # the clock is read without waiting for queued work, which each log step waits for.)
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches"):
@@ -73,6 +81,9 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.lr must be a positive number, got {self.lr}")
         if self.warmup_steps < 0:
             raise ConfigError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.max_seconds is not None and not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
+            raise ConfigError(f"TrainConfig.max_seconds must be a positive number of seconds or None, "
+                              f"got {self.max_seconds}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"TrainConfig.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         self.betas = tuple(self.betas)  # JSON round trips give lists
@@ -257,6 +268,13 @@ def train(
 
     result = TrainResult()
     start = 0
+    timed = cfg.max_seconds is not None
+    if timed and ctx.enabled:
+        raise ConfigError("a time budget (max_seconds) would stop each process at a different step; "
+                          "train distributed runs for max_steps")
+    if resume and timed:
+        raise ConfigError("a run with a time budget (max_seconds) depends on the clock and cannot be resumed "
+                          "exactly; resume a run with a step count (max_steps) instead")
     if resume:
         if out is None or not (out / CHECKPOINT_NAME).is_file():
             raise ConfigError(
@@ -303,6 +321,8 @@ def train(
         atomic_write_text(out / HISTORY_NAME, json.dumps(result.history, indent=1))
 
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, stop_after)
+    if timed:  # as many steps as the budget allows (stop_after still caps them)
+        end = stop_after if stop_after is not None else sys.maxsize
     bar = tqdm(total=cfg.max_steps, initial=start, disable=not (progress and ctx.is_main),
                desc="train", unit="step")
     loss_acc = torch.zeros((), device=device)
@@ -310,7 +330,9 @@ def train(
     model.train()
     try:
         for step in range(start, end):
-            lr = lr_at(step, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+            # with a time budget, the schedule's step is the share of the budget spent
+            at = int(cfg.max_steps * min(1.0, train_seconds() / cfg.max_seconds)) if timed else step
+            lr = lr_at(at, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                        max_steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -334,8 +356,10 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             result.tokens += idx.numel() * T
             done = step + 1
+            if timed and train_seconds() >= cfg.max_seconds:
+                end = done  # the budget is spent: this is the last step
 
-            is_eval = done % cfg.eval_interval == 0 or done == cfg.max_steps
+            is_eval = done % cfg.eval_interval == 0 or done == (end if timed else cfg.max_steps)
             is_ckpt = out is not None and (done % ckpt_every == 0 or done == end)
             # A checkpoint step is always a log step: its loss is checked before it is saved.
             if done % log_every == 0 or is_eval or is_ckpt or done == end:
@@ -369,6 +393,8 @@ def train(
                 tc = time.perf_counter()
                 checkpoint(done)
                 excluded += time.perf_counter() - tc
+            if done == end:
+                break
     finally:
         # An interruption keeps the last periodic checkpoint: saving mid-step could
         # record a half-applied update.

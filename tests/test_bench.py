@@ -90,3 +90,30 @@ def test_train_throughput_is_timed_in_steady_state(bench):
     assert r["train_tokens_per_s"] > 0 and r["train_first_log_s"] > 0 and "mfu" not in r
     row = bench.results_table({**r, "machine": "M", "date": "D"})[-1]
     assert "steady state over 20 steps" in row[1]
+
+
+def test_the_cpu_recipes_are_what_their_rows_say(bench):
+    """The previous preset and the well-known recipe keep their published settings; the
+    quality run trains each as given and reports its own numbers."""
+    from dataclasses import replace
+
+    recipes = bench._cpu_recipes()
+    assert list(recipes) == ["cpu", "cpu-2026-11", "nanogpt-cpu"]
+    prev, _ = recipes["cpu-2026-11"]
+    assert (prev.arch, prev.n_layer, prev.n_embd, prev.block_size, prev.batch_size, prev.max_steps,
+            prev.lr, prev.betas) == ("gpt2", 4, 128, 64, 16, 2200, 4e-3, (0.9, 0.99))
+    nano, changes = recipes["nanogpt-cpu"]
+    assert changes == {"bias": False}
+    assert (nano.n_layer, nano.n_head, nano.n_embd, nano.block_size, nano.batch_size, nano.max_steps,
+            nano.lr, nano.min_lr_ratio, nano.warmup_steps, nano.dropout) == (4, 4, 128, 64, 12, 2000, 1e-3,
+                                                                             0.1, 100, 0.0)
+    small = replace(nano, n_layer=1, n_embd=16, n_head=2, block_size=16, batch_size=4, max_steps=6,
+                    warmup_steps=1, eval_interval=3)
+    q = bench._quality_run(TEXT, small, changes, "cpu", target=9.0)
+    assert (q["preset"], q["arch"], q["steps"]) == ("nanogpt-cpu", "gpt2", 6)
+    assert q["step_at_target"] == 3 and q["val_loss"] < 9.0  # the first evaluation is under 9
+    plain = bench._quality_run(TEXT, small, {}, "cpu", target=9.0)
+    assert q["params"] < plain["params"]  # no biases: fewer parameters
+    rows = bench.results_table({"quality": [dict(q, preset="cpu"), plain]})
+    assert rows[0][0] == "quality, `cpu` preset" and "nanogpt-cpu: " in rows[0][3]
+    assert rows[1][0].startswith("quality, well-known small CPU recipe")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import tiny_models
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -15,20 +16,12 @@ V, BLOCK = 29, 16
 
 def trained_like(seed: int = 0, **kw) -> GPT:
     """A tiny GPT with non-trivial weights (random biases and LayerNorm gains too)."""
-    torch.manual_seed(seed)
     base = dict(vocab_size=V, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32)
-    model = GPT(GPTConfig(**{**base, **kw}))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or ".ln_" in name or "ln_f" in name:
-                p.add_(0.1 * torch.randn_like(p))
-            else:
-                p.mul_(3.0)
-    return model.eval()
+    return tiny_models.trained_like(GPTConfig(**{**base, **kw}), seed)
 
 
 def random_ids(B: int = 3, T: int = BLOCK, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(seed))
+    return tiny_models.token_ids(V, B, T, seed)
 
 
 def test_config_is_carried_over():

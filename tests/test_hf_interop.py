@@ -14,23 +14,32 @@ RUN_ARGS = ["run", "--corpus", "synthetic", "--tokenizer", "bpe", "--preset", "t
             "--max-steps", "30", "--no-progress", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    assert main([*RUN_ARGS, "--out", str(run)]) == 0
-    dest = tmp_path_factory.mktemp("hf")
+def train_and_export(tmp_path_factory, name: str, *extra: str):
+    """A tiny run (RUN_ARGS plus `extra`) and its `course export`: (run dir, export dir)."""
+    run = tmp_path_factory.mktemp(f"{name}_run")
+    assert main([*RUN_ARGS, *extra, "--out", str(run)]) == 0
+    dest = tmp_path_factory.mktemp(f"{name}_hf")
     assert main(["export", str(run), "--to", str(dest)]) == 0
     return run, dest
 
 
-@pytest.fixture(scope="module")
-def hf(exported):
+def load_auto(dest):
+    """The export loaded offline by the Auto classes: (tokenizer, model in eval mode)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _, dest = exported
     tok = AutoTokenizer.from_pretrained(dest, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(dest, local_files_only=True).eval()
     return tok, model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return train_and_export(tmp_path_factory, "gpt2")
+
+
+@pytest.fixture(scope="module")
+def hf(exported):
+    return load_auto(exported[1])
 
 
 def text_in_one_context(tok, block_size: int) -> str:
@@ -157,21 +166,12 @@ def test_exported_generation_stops_at_the_end_of_text_token(exported, hf):
 # ---------------------------------------------------------------- a llama run (arch="llama")
 @pytest.fixture(scope="module")
 def exported_llama(tmp_path_factory):
-    run = tmp_path_factory.mktemp("llama_run")
-    assert main([*RUN_ARGS, "--arch", "llama", "--out", str(run)]) == 0
-    dest = tmp_path_factory.mktemp("llama_hf")
-    assert main(["export", str(run), "--to", str(dest)]) == 0
-    return run, dest
+    return train_and_export(tmp_path_factory, "llama", "--arch", "llama")
 
 
 @pytest.fixture(scope="module")
 def hf_llama(exported_llama):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    _, dest = exported_llama
-    tok = AutoTokenizer.from_pretrained(dest, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(dest, local_files_only=True).eval()
-    return tok, model
+    return load_auto(exported_llama[1])
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import json
 import math
 
 import pytest
+import tiny_models
 import torch
 import torch.nn.functional as F
 
@@ -34,19 +35,12 @@ def make(seed: int = 0, **kw) -> GPT:
 
 
 def trained_like(seed: int = 0, **kw) -> GPT:
-    """A llama with non-trivial weights: norm gains and biases away from their init."""
-    model = make(seed, **kw)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or ".ln_" in name or "ln_f" in name:
-                p.add_(0.1 * torch.randn_like(p))
-            else:
-                p.mul_(3.0)
-    return model.eval()
+    """A llama with non-trivial weights: norm gains away from their init, weights scaled."""
+    return tiny_models.trained_like(cfg(**kw), seed)
 
 
 def ids(B: int = 2, T: int = BLOCK, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(seed))
+    return tiny_models.token_ids(V, B, T, seed)
 
 
 # ---------------------------------------------------------------- config
@@ -628,20 +622,12 @@ def test_trainer_refuses_a_llama_with_dropout():
         hf_gpt2_config(cfg(bias=True))
 
 
-# ---------------------------------------------------------------- bench/ablation.py (correctness only)
+# ---------------------------------------------------------------- course.ablation (correctness only)
 @pytest.fixture(scope="module")
 def ablation():
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from course import ablation
 
-    path = Path(__file__).resolve().parent.parent / "bench" / "ablation.py"
-    spec = importlib.util.spec_from_file_location("bench_ablation", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_ablation"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench_ablation"]
+    return ablation
 
 
 def test_every_ablation_variant_changes_only_what_it_names(ablation):
@@ -664,12 +650,13 @@ def test_ablation_trains_each_variant_for_the_budget_and_writes_a_table(ablation
     text = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n") * 60
     tiny = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, eval_batches=2)
     doc = ablation.run_ablation(text, preset="cpu", budget_s=0.5, variants=["gpt2", "llama+gqa"],
-                                calib_steps=6, overrides=tiny)
+                                overrides=tiny)
     doc = json.loads(json.dumps(doc))  # JSON-ready
+    assert doc["settings"]["n_embd"] == 16 and doc["settings"]["arch"] == "gpt2"  # what ran
     assert [r["variant"] for r in doc["rows"]] == ["gpt2", "llama+gqa"]
     for r in doc["rows"]:
-        assert r["steps"] >= 1 and math.isfinite(r["val_loss"]) and r["calibrated_s_per_step"] > 0
-        assert r["steps"] == max(1, int(0.5 / r["calibrated_s_per_step"]))
+        assert r["steps"] >= 1 and math.isfinite(r["val_loss"]) and r["s_per_step"] > 0
+        assert 0.5 <= r["train_s"] < 5  # trained until the budget was spent, then stopped
         assert r["val_loss"] < math.log(len(set(text)) + 1)  # it learned something
     gpt2, llama = doc["rows"]
     assert llama["config"]["pos"] == "rope" and llama["config"]["n_kv_head"] == 1
@@ -678,6 +665,40 @@ def test_ablation_trains_each_variant_for_the_budget_and_writes_a_table(ablation
     assert "| gpt2 |" in table and "| llama+gqa |" in table and "+0.0000" in table
     with pytest.raises(ConfigError, match="unknown variant"):
         ablation.run_ablation(text, variants=["gpt3"])
+
+
+def test_the_shipped_ablation_has_every_variant_at_the_cpu_presets_sizes(ablation):
+    from course.presets import get_preset
+
+    doc = ablation.load_ablation()
+    p = get_preset("cpu")
+    assert doc["preset"] == "cpu" and doc["budget_s"] == 180
+    # the settings it ran with: the preset's sizes and schedule, GPT-2's block as the base
+    s = doc["settings"]
+    assert (s["arch"], s["batch_size"], s["lr"], s["warmup_steps"]) == ("gpt2", p.batch_size, p.lr, p.warmup_steps)
+    assert {k: s[k] for k in doc["overrides"]} == doc["overrides"]
+    assert sorted(r["variant"] for r in doc["rows"]) == sorted(ablation.VARIANTS)
+    for r in doc["rows"]:
+        c = r["config"]
+        assert (c["n_layer"], c["n_head"], c["n_embd"], c["block_size"]) == (
+            p.n_layer, p.n_head, p.n_embd, p.block_size)
+        assert 1.0 < r["val_loss"] < 3.0 and r["steps"] > 100
+        # equal wall time: every variant trained until the budget was spent, one step more at most
+        assert doc["budget_s"] <= r["train_s"] < doc["budget_s"] + 1, r["variant"]
+        assert r["kv_cache_bytes_per_token"] == ablation.kv_cache_bytes_per_token(GPTConfig(**{
+            k: c[k] for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_kv_head")}))
+    assert "| llama |" in ablation.markdown_table(doc)
+
+
+def test_load_ablation_says_how_to_make_the_file(ablation, tmp_path):
+    with pytest.raises(ConfigError, match="python bench/ablation.py --out"):
+        ablation.load_ablation(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not an ablation JSON file"):
+        ablation.load_ablation(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text(json.dumps({"format": 1, "runs": []}))
+    with pytest.raises(ConfigError, match="format 1"):
+        ablation.load_ablation(tmp_path / "other.json")
 
 
 # ---------------------------------------------------------------- course run --arch

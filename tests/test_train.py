@@ -172,6 +172,43 @@ def test_callback_sees_every_log_and_eval():
     assert all({"train_loss", "lr", "tokens"} <= set(r) for r in seen)
 
 
+class FakeClock:
+    """time.perf_counter that advances `tick` seconds at every call: a time budget without
+    timing anything."""
+
+    def __init__(self, tick: float) -> None:
+        self.t, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.t += self.tick
+        return self.t
+
+
+def test_a_time_budget_stops_when_spent_with_the_schedule_fitted_to_it(monkeypatch):
+    import course.train as train_module
+
+    monkeypatch.setattr(train_module.time, "perf_counter", FakeClock(0.05))
+    seen = []
+    res = train(tiny_model(), toy_blocks(32), toy_blocks(16, seed=1),
+                cfg(max_steps=4, warmup_steps=1, eval_interval=1000, max_seconds=3.0),
+                callback=seen.append, progress=False)
+    assert res.steps > 4  # max_steps only shapes the schedule; the budget decides the length
+    assert res.steps == seen[-1]["step"] == len(seen)
+    assert 3.0 <= res.train_seconds < 3.5
+    assert "val_loss" in seen[-1] and all("val_loss" not in r for r in seen[:-1])  # one final evaluation
+    lrs = [r["lr"] for r in seen]
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == 3e-3 and peak < len(lrs) // 2
+    assert all(a >= b for a, b in zip(lrs[peak:-1], lrs[peak + 1:], strict=True))  # the cosine, by time
+    assert lrs[-1] < 0.2 * 3e-3  # near the floor (min_lr_ratio 0.1) when the budget ends
+
+
+def test_a_time_budget_is_not_resumable(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be resumed"):
+        train(tiny_model(), toy_blocks(32), None, cfg(max_seconds=1.0), out_dir=tmp_path, resume=True,
+              progress=False)
+
+
 def test_blocks_longer_than_the_model_context_are_rejected():
     with pytest.raises(ConfigError, match="block_size is 16"):
         train(tiny_model(), torch.zeros(32, 20, dtype=torch.long), None, cfg(), progress=False)
@@ -179,7 +216,8 @@ def test_blocks_longer_than_the_model_context_are_rejected():
 
 # ---------------------------------------------------------------- config and device
 @pytest.mark.parametrize("bad", [dict(max_steps=0), dict(lr=-1.0), dict(lr=float("nan")),
-                                 dict(batch_size=0), dict(dtype="float8")])
+                                 dict(batch_size=0), dict(dtype="float8"), dict(max_seconds=0),
+                                 dict(max_seconds=-1.0), dict(max_seconds=float("inf"))])
 def test_bad_train_config_is_rejected(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad)

@@ -339,6 +339,21 @@ def first_match(got: Any, variants: Sequence[tuple[str, Callable[[], Any]]],
     return None
 
 
+# Tolerances for float32 results that a valid implementation may compute in another order.
+FLOAT_RTOL = 1e-4
+FLOAT_ATOL = 1e-5
+
+
+def float_close(a: Any, b: Any) -> bool:
+    """`tensors_close` at the float32 tolerances above."""
+    return tensors_close(a, b, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
+
+
+def first_float_match(got: Any, variants: Sequence[tuple[str, Callable[[], Any]]]) -> str | None:
+    """The hint of the first known mistake whose output is `float_close` to `got`, else None."""
+    return first_match(got, variants, float_close)
+
+
 def show(value: Any) -> str:
     """A repr short enough for a one-line message; tensors show shape and dtype."""
     if _is_tensor(value):

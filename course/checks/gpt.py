@@ -18,29 +18,18 @@ from collections.abc import Callable
 from typing import Any
 
 from course.checks._core import (
+    FLOAT_ATOL,
+    FLOAT_RTOL,
     CheckFailed,
     call,
     exercise,
     expect_close,
     expect_contract,
-    first_match,
+    first_float_match,
+    float_close,
     one_thread,
     show,
-    tensors_close,
 )
-
-# Tolerances for float32 results that may be computed in another (valid) order.
-_RTOL = 1e-4
-_ATOL = 1e-5
-
-
-def _close(a: Any, b: Any) -> bool:
-    return tensors_close(a, b, rtol=_RTOL, atol=_ATOL)
-
-
-def _first_match(got: Any, variants: list[tuple[str, Callable[[], Any]]]) -> str | None:
-    """The hint of the first known mistake whose output equals `got`, else None."""
-    return first_match(got, variants, _close)
 
 
 def _config(C: int, n_head: int = 2):
@@ -92,14 +81,14 @@ def _mlp_case(fn: Callable[..., Any], B: int, T: int, C: int, g: Any) -> None:
                     "x @ W.T + b (or F.linear(x, W, b)), not x @ W")) from None
             raise
     expect_contract(name, desc, torch.Tensor, got, hint="return the output tensor (B, T, C)")
-    if _close(got, expected):
+    if float_close(got, expected):
         return
 
     def gelu(h: torch.Tensor) -> torch.Tensor:
         return F.gelu(h, approximate="tanh")
 
     with torch.no_grad():
-        hint = _first_match(got, [
+        hint = first_float_match(got, [
             ("you used ReLU; GPT-2's MLP uses GELU in its tanh form (F.gelu has an "
              "`approximate` argument)",
              lambda: F.linear(F.relu(F.linear(x, w1, b1)), w2, b2)),
@@ -119,7 +108,7 @@ def _mlp_case(fn: Callable[..., Any], B: int, T: int, C: int, g: Any) -> None:
         ]) or ("three steps: the c_fc layer widens each position to 4C (weight transposed, "
                "plus its bias), the tanh GELU, then the c_proj layer back to C; nn.Linear "
                "weights are stored (out, in)")
-    expect_close(name, desc, expected, got, rtol=_RTOL, atol=_ATOL, hint=hint)
+    expect_close(name, desc, expected, got, rtol=FLOAT_RTOL, atol=FLOAT_ATOL, hint=hint)
 
 
 @exercise("mlp_forward", hints=(
@@ -196,7 +185,7 @@ def _block_case(fn: Callable[..., Any], B: int, T: int, C: int, H: int, g: Any) 
         raise CheckFailed(name, f"on input {desc} — got a tuple {show(got)}",
                           hint="return only the new residual stream x (B, T, C), not (x, probs)")
     expect_contract(name, desc, torch.Tensor, got, hint="return the new residual stream (B, T, C)")
-    if _close(got, expected):
+    if float_close(got, expected):
         return
 
     ln1, ln2, mlp = block.ln_1, block.ln_2, block.mlp
@@ -240,7 +229,7 @@ def _block_case(fn: Callable[..., Any], B: int, T: int, C: int, H: int, g: Any) 
         return y + attn(ln1(y))
 
     with torch.no_grad():
-        hint = _first_match(got, [
+        hint = first_float_match(got, [
             ("that is the post-LN ordering (LayerNorm after the residual add, as in the 2017 "
              "Transformer); GPT-2 is pre-LN: each sub-layer reads a LayerNorm-ed copy of the "
              "stream, and its output is added to the un-normalised stream", post_ln),
@@ -261,7 +250,7 @@ def _block_case(fn: Callable[..., Any], B: int, T: int, C: int, H: int, g: Any) 
              mlp_first),
         ]) or ("pre-LN block, in this order: ln_1 -> attention -> add to x; then ln_2 -> MLP "
                "-> add to the updated x")
-    expect_close(name, desc, expected, got, rtol=_RTOL, atol=_ATOL, hint=hint)
+    expect_close(name, desc, expected, got, rtol=FLOAT_RTOL, atol=FLOAT_ATOL, hint=hint)
 
 
 @exercise("block_forward", hints=(
@@ -444,12 +433,12 @@ def _forward_case(fn: Callable[..., Any], B: int, T: int, ignore: list[tuple[int
                           "that is the hidden state (B, T, C)",
                           hint="map it to the vocabulary with model.lm_head (after ln_f)")
     got_logits = logits.detach().float()
-    if not _close(got_logits, expected):
+    if not float_close(got_logits, expected):
         with torch.no_grad():
-            hint = _first_match(got_logits, _logits_variants(model, idx, expected)) or (
+            hint = first_float_match(got_logits, _logits_variants(model, idx, expected)) or (
                 "in this order: token embedding plus position embedding, every block, ln_f, "
                 "lm_head; if that is what you do, make sure check.block_forward passes first")
-        expect_close(name, desc, expected, got_logits, rtol=_RTOL, atol=_ATOL, hint=hint)
+        expect_close(name, desc, expected, got_logits, rtol=FLOAT_RTOL, atol=FLOAT_ATOL, hint=hint)
 
     # ---- the loss
     if labels is None:
@@ -474,12 +463,12 @@ def _forward_case(fn: Callable[..., Any], B: int, T: int, ignore: list[tuple[int
                                ".detach(), .item() or numpy on the way")
     got_loss = loss.detach().float()
     expected_loss = _loss_reference(expected, labels)
-    if _close(got_loss, expected_loss):
+    if float_close(got_loss, expected_loss):
         return
-    hint = _first_match(got_loss, _loss_variants(expected, labels)) or (
+    hint = first_float_match(got_loss, _loss_variants(expected, labels)) or (
         "mean cross-entropy of logits[:, :-1] (flattened to (B*(T-1), V)) against "
         "labels[:, 1:] (flattened), ignoring -100")
-    expect_close(name, desc, float(expected_loss), float(got_loss), rtol=_RTOL, atol=_ATOL, hint=hint)
+    expect_close(name, desc, float(expected_loss), float(got_loss), rtol=FLOAT_RTOL, atol=FLOAT_ATOL, hint=hint)
 
 
 @exercise("gpt_forward", hints=(

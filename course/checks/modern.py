@@ -16,26 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from course.checks._core import (
+    FLOAT_ATOL,
+    FLOAT_RTOL,
     CheckFailed,
     call,
     exercise,
     expect_close,
     expect_contract,
-    first_match,
+    first_float_match,
+    float_close,
     one_thread,
-    tensors_close,
 )
-
-_RTOL = 1e-4
-_ATOL = 1e-5
-
-
-def _close(a: Any, b: Any) -> bool:
-    return tensors_close(a, b, rtol=_RTOL, atol=_ATOL)
-
-
-def _first_match(got: Any, variants: list[tuple[str, Callable[[], Any]]]) -> str | None:
-    return first_match(got, variants, _close)
 
 
 def _linear_crash(name: str, e: CheckFailed) -> CheckFailed:
@@ -66,11 +57,11 @@ def _rms_case(fn: Callable[..., Any], shape: tuple[int, ...], eps: float, g: Any
     with torch.no_grad():
         got = call(name, fn, x, weight, eps, inputs_desc=desc)
     expect_contract(name, desc, torch.Tensor, got, hint="return the normalised tensor, same shape as x")
-    if _close(got, expected):
+    if float_close(got, expected):
         return
     ms = x.pow(2).mean(-1, keepdim=True)
     with torch.no_grad():
-        hint = _first_match(got, [
+        hint = first_float_match(got, [
             ("that is LayerNorm: RMSNorm does not subtract the mean, it divides x by the root "
              "of the mean of its squares",
              lambda: torch.nn.functional.layer_norm(x, (C,), weight, None, eps)),
@@ -85,7 +76,7 @@ def _rms_case(fn: Callable[..., Any], shape: tuple[int, ...], eps: float, g: Any
             ("that divides by the root of the SUM of squares; RMSNorm uses their MEAN",
              lambda: x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps) * weight),
         ]) or "x times 1 / sqrt(mean over the last axis of x² + eps), times weight"
-    expect_close(name, desc, expected, got, rtol=_RTOL, atol=_ATOL, hint=hint)
+    expect_close(name, desc, expected, got, rtol=FLOAT_RTOL, atol=FLOAT_ATOL, hint=hint)
 
 
 @exercise("rms_norm", hints=(
@@ -152,9 +143,9 @@ def _rope_case(fn: Callable[..., Any], B: int, H: int, T: int, D: int, start: in
     with torch.no_grad():
         got = call(name, fn, x, positions, theta, inputs_desc=desc)
     expect_contract(name, desc, torch.Tensor, got, hint="return the rotated tensor, same shape as x")
-    if _close(got, expected):
+    if float_close(got, expected):
         return
-    hint = _first_match(got, [
+    hint = first_float_match(got, [
         ("that is the interleaved layout (pairs of neighbouring channels 2i, 2i+1); Llama and "
          "Hugging Face pair channel i with channel i + D/2 (\"rotate half\")",
          lambda: _rope_by_layout(x, positions, theta, interleaved=True)),
@@ -167,7 +158,7 @@ def _rope_case(fn: Callable[..., Any], B: int, H: int, T: int, D: int, start: in
         ("that is x unchanged", lambda: x),
     ]) or ("angle[t, i] = positions[t] * theta ** (-2i / D) for i < D/2, the same angles for both "
            "halves; out = x * cos + rotate_half(x) * sin with rotate_half(x) = cat(-x2, x1)")
-    expect_close(name, desc, expected, got, rtol=_RTOL, atol=1e-4, hint=hint)
+    expect_close(name, desc, expected, got, rtol=FLOAT_RTOL, atol=1e-4, hint=hint)
 
 
 @exercise("apply_rope", hints=(
@@ -222,10 +213,10 @@ def _swiglu_case(fn: Callable[..., Any], B: int, T: int, C: int, hidden: int, g:
         except CheckFailed as e:
             raise _linear_crash(name, e) from None
     expect_contract(name, desc, torch.Tensor, got, hint="return the output tensor (B, T, C)")
-    if _close(got, expected):
+    if float_close(got, expected):
         return
     gate, up = F.linear(x, w_gate), F.linear(x, w_up)
-    hint = _first_match(got, [
+    hint = first_float_match(got, [
         ("the SiLU is on the wrong branch: silu(x @ w_gate.T) multiplies x @ w_up.T, not the "
          "other way round", lambda: F.linear(gate * F.silu(up), w_down)),
         ("you used GELU; SwiGLU's gate uses SiLU (x · sigmoid(x), F.silu)",
@@ -238,7 +229,7 @@ def _swiglu_case(fn: Callable[..., Any], B: int, T: int, C: int, hidden: int, g:
          lambda: F.linear(F.silu(gate), w_down)),
         ("the two branches were added; SwiGLU multiplies them", lambda: F.linear(F.silu(gate) + up, w_down)),
     ]) or "down( silu(x @ w_gate.T) * (x @ w_up.T) ), with down(h) = h @ w_down.T"
-    expect_close(name, desc, expected, got, rtol=_RTOL, atol=_ATOL, hint=hint)
+    expect_close(name, desc, expected, got, rtol=FLOAT_RTOL, atol=FLOAT_ATOL, hint=hint)
 
 
 @exercise("swiglu", hints=(
@@ -288,11 +279,11 @@ def _gqa_case(fn: Callable[..., Any], B: int, H: int, G: int, T: int, D: int, g:
     with torch.no_grad():
         got = call(name, fn, q, k, v, inputs_desc=desc)
     expect_contract(name, desc, torch.Tensor, got, hint="return the attention output (B, H, T, D)")
-    if _close(got, expected):
+    if float_close(got, expected):
         return
     n = H // G
     sdpa = F.scaled_dot_product_attention
-    hint = _first_match(got, [
+    hint = first_float_match(got, [
         ("the key/value heads are tiled (head h reads k/v head h % G, as .repeat does); query head h "
          "belongs to the group h // (H / G): each k/v head serves H/G CONSECUTIVE query heads "
          "(repeat_interleave)", lambda: sdpa(q, k.repeat(1, n, 1, 1), v.repeat(1, n, 1, 1), is_causal=True)),
@@ -302,7 +293,7 @@ def _gqa_case(fn: Callable[..., Any], B: int, H: int, G: int, T: int, D: int, g:
          lambda: sdpa(q, k.repeat_interleave(n, 1), v.repeat_interleave(n, 1), is_causal=True, scale=1.0)),
     ]) or ("repeat each key and value head H/G times along the head axis (repeat_interleave), then "
            "ordinary causal attention")
-    expect_close(name, desc, expected, got, rtol=_RTOL, atol=_ATOL, hint=hint)
+    expect_close(name, desc, expected, got, rtol=FLOAT_RTOL, atol=FLOAT_ATOL, hint=hint)
 
 
 @exercise("gqa_attention", hints=(
