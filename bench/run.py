@@ -423,7 +423,7 @@ def results_table(r: dict[str, Any]) -> list[list[str]]:
     if "quickstart_s" in r:
         add("README quick start", f"`course run` with no flags ({r['quickstart_preset']} preset, "
             "default corpus), a fresh process: start-up to summary", f"{r['quickstart_s']} s wall "
-            f"({r['quickstart_train_s']} s of training)", "-", "-", "README: about half a minute")
+            f"({r['quickstart_train_s']} s of training)", "-", "-", "README: under a minute")
     if "notebooks_total_s" in r:
         worst = max(r["notebooks"].items(), key=lambda kv: kv[1]["wall_s"])
         mem = max(v["peak_mb"] for v in r["notebooks"].values())
