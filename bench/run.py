@@ -255,17 +255,12 @@ def _quality_run(text: str, preset: Any, changes: dict[str, Any], device: str, t
     characters; the validation loss on the whole last 10 %, and when it first reached `target`."""
     from dataclasses import replace
 
+    from course.ablation import char_split
     from course.model import GPT
-    from course.packing import pack_documents
     from course.pipeline import model_config_from_preset, train_config_from_preset
-    from course.tokenizer import CharTokenizer
     from course.train import train
 
-    n = int(0.9 * len(text))  # the classic split: first 90% train, last 10% validation
-    tok = CharTokenizer().train([text])
-    # One long document each: blocks are consecutive windows of the text.
-    tr = pack_documents([tok.encode(text[:n])], preset.block_size, tok.eos_id, tail="drop")
-    va = pack_documents([tok.encode(text[n:])], preset.block_size, tok.eos_id, tail="drop")
+    tok, tr, va = char_split(text, preset.block_size)
     torch.manual_seed(0)
     config = model_config_from_preset(preset, tok.vocab_size)
     model = GPT(replace(config, **changes) if changes else config)

@@ -19,7 +19,7 @@ lesson 12 shows.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +64,15 @@ def kv_cache_bytes_per_token(config: Any, bytes_per_value: int = 4) -> int:
     return 2 * config.n_layer * config.n_kv_head * config.head_dim * bytes_per_value
 
 
-def _split(text: str, block_size: int) -> tuple[Any, Any, Any]:
+def char_split(text: str, block_size: int) -> tuple[Any, Any, Any]:
+    """(CharTokenizer, train blocks, validation blocks) of `text`: the classic Tiny
+    Shakespeare split, first 90 % training and last 10 % validation, each packed as one
+    long document into consecutive `block_size` windows (the tail dropped). The quality
+    rows of bench/run.py use the same split, so their losses compare with these."""
     from course.packing import pack_documents
     from course.tokenizer import CharTokenizer
 
-    n = int(0.9 * len(text))  # the classic split: first 90% train, last 10% validation
+    n = int(0.9 * len(text))
     tok = CharTokenizer().train([text])
     tr = pack_documents([tok.encode(text[:n])], block_size, tok.eos_id, tail="drop")
     va = pack_documents([tok.encode(text[n:])], block_size, tok.eos_id, tail="drop")
@@ -100,19 +104,18 @@ def run_ablation(
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    if not budget_s > 0:
-        raise ConfigError(f"budget_s must be > 0 seconds, got {budget_s}")
     p = get_preset(preset).with_overrides(**(overrides or {}), arch="gpt2", n_kv_head=None)
-    tok, tr, va = _split(text, p.block_size)
+    # One schedule for every variant; TrainConfig checks the budget (a positive, finite
+    # number of seconds). No evaluation inside the budget: one at the end, on all of it.
+    cfg = replace(train_config_from_preset(p, device=device, seed=seed), max_seconds=budget_s,
+                  eval_interval=10**9)
+    tok, tr, va = char_split(text, p.block_size)
     base = model_config_from_preset(p, tok.vocab_size)
     rows = []
     for name in names:
         config = variant_config(base, VARIANTS[name])
         torch.manual_seed(seed)
         model = GPT(config)
-        cfg = train_config_from_preset(p, device=device, seed=seed)
-        cfg.max_seconds = budget_s
-        cfg.eval_interval = 10**9  # no evaluation inside the budget: one at the end, on all of it
         res = train(model, tr, None, cfg, progress=False)
         ev = evaluate_nll(model, va.input_ids, va.labels, batch_size=cfg.batch_size, device=device)
         row = {

@@ -665,6 +665,9 @@ def test_ablation_trains_each_variant_for_the_budget_and_writes_a_table(ablation
     assert "| gpt2 |" in table and "| llama+gqa |" in table and "+0.0000" in table
     with pytest.raises(ConfigError, match="unknown variant"):
         ablation.run_ablation(text, variants=["gpt3"])
+    for bad in (0.0, float("inf")):  # refused before any data is prepared
+        with pytest.raises(ConfigError, match="max_seconds must be a positive number"):
+            ablation.run_ablation(text, budget_s=bad)
 
 
 def test_the_shipped_ablation_has_every_variant_at_the_cpu_presets_sizes(ablation):
