@@ -5,8 +5,11 @@ each trained for the same wall time on Tiny Shakespeare (characters).
     python bench/ablation.py --budget 60 --variants gpt2 llama --out /tmp/a.json
     python bench/ablation.py --preset gpu --device cuda     # the GPU rows
     python bench/ablation.py --variants llama --set lr=6e-3  # one point of a preset sweep
+    python bench/ablation.py --settings-from course/resources/ablation_cpu.json \\
+        --out course/resources/ablation_cpu.json            # the shipped one, as it ran
 
-The method (equal wall time, calibrated seconds per step) is in `course/ablation.py`.
+The method (equal wall time: every variant trains under the same time budget) is in
+`course/ablation.py`.
 `--out course/resources/ablation_cpu.json` replaces the document lesson 12 shows.
 
 Tiny Shakespeare is found as by bench/run.py (`$COURSE_SHAKESPEARE` or shared/data/); the
@@ -21,7 +24,13 @@ import json
 import sys
 from pathlib import Path
 
-from course.ablation import VARIANTS, markdown_table, run_ablation
+from course.ablation import (
+    VARIANTS,
+    load_ablation,
+    markdown_table,
+    run_ablation,
+    settings_overrides,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -35,9 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="preset fields to change, e.g. --set lr=6e-3 n_embd=160 (a sweep point)")
+    ap.add_argument("--settings-from", default=None, metavar="JSON",
+                    help="train with the settings recorded in an earlier ablation document (its preset "
+                         "as it was then), e.g. to reproduce course/resources/ablation_cpu.json")
     ap.add_argument("--out", default=None, help="JSON file (default: bench/ablation-<preset>.json)")
     args = ap.parse_args(argv)
     overrides = {}
+    if args.settings_from:
+        earlier = load_ablation(args.settings_from)
+        if earlier["preset"] != args.preset:
+            ap.error(f"{args.settings_from} is an ablation of preset {earlier['preset']!r}, not {args.preset!r}")
+        overrides = settings_overrides(earlier)
     for item in args.set:
         field, sep, value = item.partition("=")
         if not sep:

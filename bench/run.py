@@ -16,13 +16,14 @@ import datetime as dt
 import functools
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from course.train import describe_machine
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -460,11 +461,6 @@ def write_results_md(r: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def machine() -> str:
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{platform.machine()} {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = ap.add_mutually_exclusive_group()
@@ -480,7 +476,7 @@ def main() -> int:
     # Binder's CPUs: on a GPU machine they run only when asked for with --only.
     full_only = ["quality"] + (["quickstart", "notebooks"] if device == "cpu" else [])
     wanted = set(args.only or (["bpe", "kv", "packing", "train"] + ([] if quick else full_only)))
-    results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine(),
+    results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": describe_machine("cuda" if torch.cuda.is_available() else "cpu"),
                                "date": dt.date.today().isoformat()}
     steps = [("bpe", lambda: bench_bpe(quick)), ("kv", lambda: bench_kv_cache(quick)),
              ("packing", lambda: bench_packing(quick)), ("train", lambda: bench_train_throughput(quick, device)),
@@ -500,7 +496,13 @@ def main() -> int:
         store = HERE / f"results-{tag}.json"
         # --only refreshes some keys and keeps the others of the last full run
         merged = json.loads(store.read_text(encoding="utf-8")) if (args.only and store.is_file()) else {}
+        # which machine and day each key was measured on, since --only mixes runs
+        measured = merged.pop("measured_on", None) or {
+            k: f"{merged['machine']}, {merged['date']}" for k in merged if k not in ("mode", "machine", "date")}
+        measured.update({k: f"{results['machine']}, {results['date']}" for k in results
+                         if k not in ("mode", "machine", "date")})
         merged.update(results)
+        merged["measured_on"] = measured
         store.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
         write_results_md(results, HERE / "RESULTS.md")
     return 0

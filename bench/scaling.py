@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 from course.cli import main as course
+from course.train import describe_machine
 
 
 def run(argv: list[str]) -> float:
@@ -62,7 +62,7 @@ def main() -> int:
                         f"({r['chosen']['name']}) | predicted {r['predicted_loss']:.3f} | "
                         f"measured {r['measured_loss']:.3f} | {r['measured']['wall_s']:.0f} s |")
         rows.append(f"| `course scaling predict-check` total | | {wall:.0f} s | |")
-    print(f"\nmachine: {platform.machine()}, {platform.processor() or 'cpu'}")
+    print(f"\nmachine: {describe_machine()}")
     print("\n".join(rows))
     return 0
 

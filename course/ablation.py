@@ -98,7 +98,7 @@ def run_ablation(
     from course.model import GPT
     from course.pipeline import model_config_from_preset, train_config_from_preset
     from course.presets import get_preset
-    from course.train import train
+    from course.train import describe_machine, train
 
     names = list(variants or VARIANTS)
     unknown = [v for v in names if v not in VARIANTS]
@@ -130,20 +130,12 @@ def run_ablation(
         if log:
             log(f"{name:10s} {row['steps']:6d} steps  {row['train_s']:7.1f} s  val {row['val_loss']:.4f}")
     return {
-        "format": 1, "date": dt.date.today().isoformat(), "machine": _machine(device),
+        "format": 1, "date": dt.date.today().isoformat(), "machine": describe_machine(device),
         "preset": p.name, "overrides": overrides or {}, "budget_s": budget_s, "seed": seed,
         "settings": {k: v for k, v in asdict(p).items() if k != "description"},
         "corpus": f"{len(text)} characters, {len(tr)} train / {len(va)} val blocks of {p.block_size}",
         "rows": rows,
     }
-
-
-def _machine(device: str) -> str:
-    import os
-    import platform
-
-    gpu = f", {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
-    return f"{platform.machine()} {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
 def markdown_table(doc: dict[str, Any]) -> str:
@@ -158,6 +150,20 @@ def markdown_table(doc: dict[str, Any]) -> str:
         lines.append(f"| {r['variant']} | {r['val_loss']:.4f} | {delta} | {r['steps']} | {r['train_s']} | "
                      f"{r['params']:,} | {r['kv_cache_bytes_per_token']:,} |")
     return "\n".join(lines)
+
+
+def settings_overrides(doc: dict[str, Any]) -> dict[str, Any]:
+    """The preset fields that make today's preset train exactly as `doc` did: its recorded
+    settings (less the name and the block, which the variants set), for
+    `run_ablation(..., overrides=...)` or `bench/ablation.py --settings-from DOC`, so that a
+    shipped ablation stays reproducible after the preset is tuned further. A document from
+    before `fused_adamw` existed ran AdamW's default kernel."""
+    from course.presets import Preset
+
+    fields = set(Preset.__dataclass_fields__) - {"name", "description", "arch", "n_kv_head"}
+    out = {k: tuple(v) if isinstance(v, list) else v for k, v in doc["settings"].items() if k in fields}
+    out.setdefault("fused_adamw", False)
+    return out
 
 
 def load_ablation(path: str | Path | None = None) -> dict[str, Any]:

@@ -54,8 +54,15 @@ def _is_conv1d(name: str) -> bool:
 def hf_gpt2_config(config: GPTConfig) -> GPT2Config:
     """The `transformers.GPT2Config` of GPT-2's block with `config`'s sizes: tanh GELU
     (`gelu_new`), our LayerNorm epsilon, dropout, tied embeddings and initialisation, so
-    `GPT2LMHeadModel` of it has exactly `GPT(config)`'s parameters, one to one. The caller
-    checks that `config` is GPT-2's block (`hf_family`, `bias=True`)."""
+    `GPT2LMHeadModel` of it has exactly `GPT(config)`'s parameters, one to one. A config
+    that GPT-2 cannot express (no biases, Llama's block, ...) is a ConfigError naming why."""
+    if not isinstance(config, GPTConfig):
+        raise ConfigError(f"expected a GPTConfig, got {type(config).__name__}")
+    others = _differences(config, "gpt2")
+    if others:
+        raise ConfigError("GPT2LMHeadModel cannot express " + "; ".join(others) + (
+            ". This is Llama's block: export it with to_hf, as a Llama (hf_model_for makes the "
+            "matching LlamaForCausalLM to train)" if not _differences(config, "llama") else ""))
     return GPT2Config(
         vocab_size=config.vocab_size,
         n_positions=config.block_size,
@@ -87,15 +94,7 @@ def to_hf_gpt2(model: GPT) -> GPT2LMHeadModel:
     """
     if not isinstance(model, GPT):
         raise ConfigError(f"to_hf_gpt2 expects a course.model.GPT, got {type(model).__name__}")
-    c = model.config
-    if not c.bias:
-        raise ConfigError("to_hf_gpt2: this model was built with bias=False, but GPT-2 has biases in "
-                          "every Linear and LayerNorm; train with GPTConfig(bias=True) to export to GPT-2")
-    others = _differences(c, "gpt2")
-    if others:
-        raise ConfigError("to_hf_gpt2: GPT2LMHeadModel cannot express " + "; ".join(others)
-                          + (" (export it with to_hf, as a Llama)" if not _differences(c, "llama") else ""))
-    hf_config = hf_gpt2_config(c)
+    hf_config = hf_gpt2_config(model.config)
     hf = GPT2LMHeadModel(hf_config)
     ours = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
     theirs = hf.state_dict()
@@ -174,7 +173,9 @@ def _differences(c: GPTConfig, family: str) -> list[str]:
     if family == "llama":
         want.pop("bias")  # Llama has attention_bias / mlp_bias
         want.pop("tie_embeddings")  # and tie_word_embeddings
-    diffs = [f"{k}={getattr(c, k)!r} (needs {v!r})" for k, v in want.items() if getattr(c, k) != v]
+    diffs = [f"{k}={getattr(c, k)!r} (needs {v!r}" + (
+        ": GPT-2 has biases in every Linear and LayerNorm, build it with bias=True" if k == "bias" else "")
+        + ")" for k, v in want.items() if getattr(c, k) != v]
     if family == "gpt2":
         if c.n_kv_head != c.n_head:
             diffs.append(f"n_kv_head={c.n_kv_head} (GPT-2 has one key/value head per query head, "

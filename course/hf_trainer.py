@@ -13,7 +13,7 @@ both loops and compared. The mapping, setting by setting:
 
 | `TrainConfig` / `GPTConfig`        | `TrainingArguments` / `GPT2Config`                            |
 |------------------------------------|---------------------------------------------------------------|
-| AdamW, `betas`, `weight_decay`     | `optim="adamw_torch"` (fused on CUDA), `adam_beta1/2`, `weight_decay` (HF also skips biases and LayerNorms) |
+| AdamW, `betas`, `weight_decay`, `fused_adamw` | `optim="adamw_torch"` (`"adamw_torch_fused"` where `use_fused_adamw`: on CUDA by default), `adam_beta1/2`, `weight_decay` (HF also skips biases and LayerNorms) |
 | `lr`, `warmup_steps`, `min_lr_ratio` | `learning_rate`, `warmup_steps`, `lr_scheduler_type="cosine_with_min_lr"`, `min_lr_rate` |
 | `grad_clip`                        | `max_grad_norm` (0 = off)                                     |
 | `batch_size`, `grad_accum`         | `per_device_train_batch_size = batch_size / grad_accum`, `gradient_accumulation_steps` |
@@ -76,7 +76,7 @@ import torch
 
 from course.errors import ConfigError
 from course.model import GPTConfig
-from course.train import TrainConfig, TrainResult, autocast_dtype, resolve_device
+from course.train import TrainConfig, TrainResult, autocast_dtype, resolve_device, use_fused_adamw
 
 __all__ = [
     "PAD_TOKEN",
@@ -102,15 +102,7 @@ def hf_gpt2_config(config: GPTConfig) -> Any:
     """
     from course import export
 
-    if not isinstance(config, GPTConfig):
-        raise ConfigError(f"hf_gpt2_config needs a GPTConfig, got {type(config).__name__}")
-    if not config.bias:
-        raise ConfigError("GPT-2 has biases in every Linear and LayerNorm; use GPTConfig(bias=True) "
-                          "to train the same architecture with the Trainer")
-    if export.hf_family(config) != "gpt2":
-        raise ConfigError("this config has Llama's block, not GPT-2's; hf_model_for(config) makes "
-                          "the matching LlamaForCausalLM")
-    hf_config = export.hf_gpt2_config(config)
+    hf_config = export.hf_gpt2_config(config)  # a ConfigError saying why for what GPT-2 cannot express
     hf_config.use_cache = False  # training only: no KV cache
     return hf_config
 
@@ -232,7 +224,7 @@ def hf_training_arguments(train_config: TrainConfig, out_dir: str | Path, *,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": cfg.min_lr_ratio},
         warmup_steps=cfg.warmup_steps,
-        optim="adamw_torch_fused" if cuda else "adamw_torch",
+        optim="adamw_torch_fused" if use_fused_adamw(cfg, device) else "adamw_torch",
         adam_beta1=cfg.betas[0],
         adam_beta2=cfg.betas[1],
         adam_epsilon=1e-8,  # torch.optim.AdamW's default, which make_optimizer uses

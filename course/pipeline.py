@@ -61,7 +61,7 @@ def train_config_from_preset(preset: Preset, *, device: str = "auto", seed: int 
         warmup_steps=min(preset.warmup_steps, max(1, preset.max_steps // 10)),
         weight_decay=preset.weight_decay, betas=preset.betas, grad_clip=preset.grad_clip,
         eval_interval=min(preset.eval_interval, preset.max_steps), eval_batches=preset.eval_batches,
-        device=device, seed=seed,
+        fused_adamw=preset.fused_adamw, device=device, seed=seed,
     )
 
 
@@ -211,7 +211,7 @@ def run_pipeline(
 
 
 # Settings a resumed run may change: where and how fast it computes, not what.
-_RESUME_MAY_CHANGE = {"device", "dtype", "compile", "log_interval", "checkpoint_interval"}
+_RESUME_MAY_CHANGE = {"device", "dtype", "compile", "fused_adamw", "log_interval", "checkpoint_interval"}
 
 
 def _fingerprint(train_docs: list[str], val_docs: list[str]) -> str:

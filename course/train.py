@@ -24,6 +24,7 @@ Design choices a seasoned reader will look for:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import sys
@@ -63,6 +64,12 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
     compile: bool | None = None  # None: on for CUDA
+    # AdamW's fused kernel (one op for all parameters). None: on CUDA only. True: wherever
+    # the installed torch has it (CPU since torch 2.4), else the default kernel. Off on CPU
+    # by default because it rounds differently, so the shipped results and notebook
+    # outputs, recorded with the default kernel, would no longer reproduce bit for bit; the
+    # `cpu` preset, measured with it, turns it on.
+    fused_adamw: bool | None = None
     doc_mask: bool = False  # attend only within a document (packed-document mask)
     seed: int = 0
     # A wall-time budget instead of a step count: stop after this many seconds of training
@@ -87,6 +94,27 @@ class TrainConfig:
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"TrainConfig.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         self.betas = tuple(self.betas)  # JSON round trips give lists
+
+
+def describe_machine(device: str | torch.device = "cpu") -> str:
+    """What a timing was measured on, e.g. "AMD EPYC (AVX512), 2 cores, torch 2.13.0+cpu":
+    the CPU's model and the vector instructions torch uses on it, which move a CPU
+    benchmark by tens of percent between machines with the same number of cores, and the
+    GPU when `device` is one."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    get_capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    if get_capability is not None:
+        cpu += f" ({get_capability()})"
+    gpu = f", {torch.cuda.get_device_name()}" if torch.device(device).type == "cuda" else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -140,12 +168,28 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     ]
 
 
+@functools.cache
+def fused_adamw_available(device_type: str) -> bool:
+    """Whether this torch has AdamW's fused kernel for `device_type` (CPU: torch >= 2.4)."""
+    if device_type == "cuda":
+        return True
+    try:
+        torch.optim.AdamW([torch.zeros(1, device=device_type, requires_grad=True)], fused=True)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def use_fused_adamw(cfg: TrainConfig, device: torch.device) -> bool:
+    """The fused kernel on CUDA, or wherever `cfg.fused_adamw` asks for it and this torch has it."""
+    wanted = device.type == "cuda" if cfg.fused_adamw is None else cfg.fused_adamw
+    return bool(wanted) and fused_adamw_available(device.type)
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with decay / no-decay groups; the fused kernel on CUDA."""
-    fused = device.type == "cuda"
-    return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, fused=fused or None
-    )
+    """AdamW with decay / no-decay groups (`use_fused_adamw` picks the kernel)."""
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                             fused=use_fused_adamw(cfg, device) or None)
 
 
 class BatchOrder:
@@ -323,8 +367,9 @@ def train(
     end = cfg.max_steps if stop_after is None else min(cfg.max_steps, stop_after)
     if timed:  # as many steps as the budget allows (stop_after still caps them)
         end = stop_after if stop_after is not None else sys.maxsize
-    bar = tqdm(total=cfg.max_steps, initial=start, disable=not (progress and ctx.is_main),
-               desc="train", unit="step")
+    # under a time budget the number of steps is not known in advance: a count and a rate
+    bar = tqdm(total=None if timed else cfg.max_steps, initial=start,
+               disable=not (progress and ctx.is_main), desc="train", unit="step")
     loss_acc = torch.zeros((), device=device)
     acc_steps = 0
     model.train()

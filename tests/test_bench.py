@@ -117,3 +117,32 @@ def test_the_cpu_recipes_are_what_their_rows_say(bench):
     rows = bench.results_table({"quality": [dict(q, preset="cpu"), plain]})
     assert rows[0][0] == "quality, `cpu` preset" and "nanogpt-cpu: " in rows[0][3]
     assert rows[1][0].startswith("quality, well-known small CPU recipe")
+
+
+def test_ablation_cli_reruns_a_document_with_the_settings_it_recorded(tmp_path, monkeypatch):
+    """`bench/ablation.py --settings-from DOC` trains with DOC's settings (the preset as it
+    was), `--set` still wins, and a document of another preset is refused."""
+    import types
+
+    from course.ablation import SHIPPED_ABLATION, load_ablation, settings_overrides
+
+    spec = importlib.util.spec_from_file_location("bench_ablation", BENCH / "ablation.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT)
+    monkeypatch.setitem(sys.modules, "run", types.SimpleNamespace(find_shakespeare=lambda: text))
+    seen = {}
+
+    def fake_run_ablation(text, **kw):
+        seen.update(kw)
+        return {"rows": [], "budget_s": kw["budget_s"], "preset": kw["preset"], "machine": "M", "date": "D"}
+
+    monkeypatch.setattr(cli, "run_ablation", fake_run_ablation)
+    shipped = load_ablation()
+    assert cli.main(["--settings-from", str(SHIPPED_ABLATION), "--set", "lr=0.01",
+                     "--out", str(tmp_path / "a.json")]) == 0
+    assert seen["overrides"] == {**settings_overrides(shipped), "lr": 0.01}
+    assert seen["overrides"]["n_head"] == shipped["settings"]["n_head"]
+    with pytest.raises(SystemExit):
+        cli.main(["--settings-from", str(SHIPPED_ABLATION), "--preset", "gpu", "--out", str(tmp_path / "b.json")])

@@ -97,6 +97,8 @@ def test_training_arguments_follow_the_train_config(tmp_path):
     assert args.seed == 5 and args.eval_steps == 11 and args.dataloader_drop_last
     assert args.report_to in ([], "none", ["none"])
     assert hf_training_arguments(TrainConfig(grad_clip=None, device="cpu"), tmp_path).max_grad_norm == 0.0
+    fused = hf_training_arguments(TrainConfig(fused_adamw=True, device="cpu"), tmp_path)
+    assert fused.optim.value == "adamw_torch_fused"  # as make_optimizer: the cpu preset asks for it
 
 
 @pytest.mark.parametrize("changes, match", [

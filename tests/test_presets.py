@@ -33,7 +33,7 @@ def test_train_config_carries_every_optimisation_setting(name):
     assert cfg.betas == tuple(p.betas) and len(cfg.betas) == 2
     assert cfg.warmup_steps == p.warmup_steps  # full-length runs keep the preset's warmup
     assert cfg.eval_interval == p.eval_interval and cfg.eval_batches == p.eval_batches
-    assert cfg.seed == 3 and cfg.device == "cpu"
+    assert cfg.seed == 3 and cfg.device == "cpu" and cfg.fused_adamw == p.fused_adamw
 
 
 def test_a_shortened_run_keeps_warmup_to_a_tenth():
@@ -98,7 +98,7 @@ def test_the_cpu_preset_is_the_block_that_won_the_ablation():
     rows = {r["variant"]: r["val_loss"] for r in load_ablation()["rows"]}
     winner = "llama" if rows["llama"] < rows["gpt2"] else "gpt2"
     assert get_preset("cpu").arch == winner == "llama"
-    assert get_preset("cpu").n_kv_head is None  # 4 key/value heads: GQA cost loss at this size
+    assert get_preset("cpu").n_kv_head is None  # a key/value head per query head: GQA cost loss here
     assert rows["llama+gqa"] > rows["llama"]
     with pytest.raises(ConfigError, match=r"unknown architecture 'mamba'.*gpt2, llama"):
         get_preset("cpu").with_overrides(arch="mamba")

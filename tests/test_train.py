@@ -10,7 +10,17 @@ import torch
 from course.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from course.errors import ConfigError, TrainingDiverged
 from course.model import GPT, GPTConfig
-from course.train import TrainConfig, batch_indices, lr_at, param_groups, resolve_device, train
+from course.train import (
+    TrainConfig,
+    batch_indices,
+    describe_machine,
+    fused_adamw_available,
+    lr_at,
+    make_optimizer,
+    param_groups,
+    resolve_device,
+    train,
+)
 
 
 def tiny_model(dropout: float = 0.0, seed: int = 0) -> GPT:
@@ -111,6 +121,25 @@ def test_resume_continues_exactly(tmp_path):
     load_checkpoint(tmp_path / "a" / CHECKPOINT_NAME, m_full)
     for p, q in zip(m_full.parameters(), resumed_model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_fused_adamw_is_opt_in_on_cpu_and_trains_like_the_default_kernel(monkeypatch):
+    """None keeps the default kernel on CPU (shipped results stay bit-for-bit); True picks
+    the fused one where this torch has it, and the default one where it has not."""
+    import course.train as course_train
+
+    cpu = torch.device("cpu")
+    assert not make_optimizer(tiny_model(), cfg(), cpu).defaults["fused"]
+    assert make_optimizer(tiny_model(), cfg(fused_adamw=True), cpu).defaults["fused"] is True
+    assert fused_adamw_available("cpu")  # torch >= 2.4, which CI installs
+    monkeypatch.setattr(course_train, "fused_adamw_available", lambda device_type: False)
+    assert not make_optimizer(tiny_model(), cfg(fused_adamw=True), cpu).defaults["fused"]
+    monkeypatch.undo()
+
+    data = toy_blocks(64)
+    runs = [train(tiny_model(), data[:48], data[48:], cfg(fused_adamw=f), progress=False) for f in (None, True)]
+    a, b = ([r["train_loss"] for r in res.history] for res in runs)
+    assert a == pytest.approx(b, rel=1e-4)  # the same update, rounded differently
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
@@ -221,6 +250,20 @@ def test_blocks_longer_than_the_model_context_are_rejected():
 def test_bad_train_config_is_rejected(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad)
+
+
+def test_describe_machine_names_the_cpu_its_cores_and_torch():
+    import os
+    import platform
+
+    text = describe_machine("cpu")
+    assert text.endswith(f", {os.cpu_count()} cores, torch {torch.__version__}")
+    if platform.system() == "Linux":  # the model name from /proc/cpuinfo, not just "x86_64"
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+        if model:
+            assert text.startswith(model)
+    assert torch.backends.cpu.get_cpu_capability() in text  # e.g. AVX2 or AVX512
 
 
 def test_resolve_device():
