@@ -32,13 +32,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import nbformat
-from nbformat import NotebookNode
+from typing import TYPE_CHECKING, Any
 
 from course.atomic import atomic_write_bytes
 from course.errors import AuthoringError
+
+if TYPE_CHECKING:  # nbformat is imported where it is used: `course run` never needs it
+    from nbformat import NotebookNode
 
 CODE_BEGIN = "### BEGIN SOLUTION"
 CODE_END = "### END SOLUTION"
@@ -72,6 +72,8 @@ def lesson_from_solution(nb: NotebookNode, source: str | Path = "<notebook>") ->
     `source` names the notebook in error messages. Raises AuthoringError on malformed
     solution markers, naming the notebook, the cell index (from 0) and the line.
     """
+    import nbformat
+
     cells = []
     for index, cell in enumerate(nb.cells):
         where = _Where(str(source), index, cell.get("id"))
@@ -487,6 +489,8 @@ def read_notebook(path: str | Path) -> NotebookNode:
     path = Path(path)
     if not path.is_file():
         raise AuthoringError(f"notebook {path} does not exist")
+    import nbformat
+
     try:
         return nbformat.read(path, as_version=4)
     except Exception as e:  # JSON or schema errors: the message is what matters
@@ -496,6 +500,8 @@ def read_notebook(path: str | Path) -> NotebookNode:
 
 def notebook_text(nb: NotebookNode) -> str:
     """The canonical file content: nbformat JSON, indent 1, sorted keys, final newline."""
+    import nbformat
+
     text = nbformat.writes(nb, version=4)
     return text if text.endswith("\n") else text + "\n"
 
