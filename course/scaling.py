@@ -611,7 +611,16 @@ def fit_parametric(n: Sequence[float], d: Sequence[float], loss: Sequence[float]
             return value
 
         with contextlib.suppress(RuntimeError):
-            opt.step(closure)
+            # One step is max_iter evaluations. Where it stops in the flat valleys of these
+            # fits (B and β trade off when D spans a decade or two) depends on float
+            # rounding, which differs between CPUs (AVX-512 or not): so restart it until the
+            # objective stops falling, and every machine reaches the same minimum.
+            last = math.inf
+            for _ in range(50):
+                value = opt.step(closure).detach().item()  # the objective where this step began
+                if not value < last:
+                    break
+                last = value
         with torch.no_grad():
             for cand in (q.detach().clone(), s0[free].clone()):
                 value = float(objective(cand, s0))
