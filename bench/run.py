@@ -476,7 +476,7 @@ def main() -> int:
     # Binder's CPUs: on a GPU machine they run only when asked for with --only.
     full_only = ["quality"] + (["quickstart", "notebooks"] if device == "cpu" else [])
     wanted = set(args.only or (["bpe", "kv", "packing", "train"] + ([] if quick else full_only)))
-    results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": describe_machine("cuda" if torch.cuda.is_available() else "cpu"),
+    results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": describe_machine(device),
                                "date": dt.date.today().isoformat()}
     steps = [("bpe", lambda: bench_bpe(quick)), ("kv", lambda: bench_kv_cache(quick)),
              ("packing", lambda: bench_packing(quick)), ("train", lambda: bench_train_throughput(quick, device)),
@@ -497,8 +497,7 @@ def main() -> int:
         # --only refreshes some keys and keeps the others of the last full run
         merged = json.loads(store.read_text(encoding="utf-8")) if (args.only and store.is_file()) else {}
         # which machine and day each key was measured on, since --only mixes runs
-        measured = merged.pop("measured_on", None) or {
-            k: f"{merged['machine']}, {merged['date']}" for k in merged if k not in ("mode", "machine", "date")}
+        measured = merged.pop("measured_on", {})
         measured.update({k: f"{results['machine']}, {results['date']}" for k in results
                          if k not in ("mode", "machine", "date")})
         merged.update(results)
