@@ -359,8 +359,10 @@ def bench_quickstart() -> dict[str, Any]:
         wall = time.perf_counter() - t0
         assert proc.returncode == 0, f"course run failed:\n{proc.stderr[-3000:]}"
         metrics = json.loads(proc.stdout)
+        arch = json.loads(Path(tmp, "run", "config.json").read_text())["model"]["arch"]
     return {"quickstart_s": round(wall, 1), "quickstart_train_s": round(metrics["train_seconds"], 1),
-            "quickstart_preset": metrics.get("preset", "tiny")}
+            "quickstart_preset": metrics["preset"], "quickstart_arch": arch,
+            "quickstart_steps": metrics["steps"], "quickstart_val_loss": round(metrics["val_loss"], 4)}
 
 
 def results_table(r: dict[str, Any]) -> list[list[str]]:
@@ -417,9 +419,12 @@ def results_table(r: dict[str, Any]) -> list[list[str]]:
             f"{q['train_s']} s of training ({q['tokens_per_s']:,} tok/s){reached}",
             f"val loss {q['val_loss']}", ref, "-", f"<= {q['target']}" if q["preset"] in ("cpu", "gpu") else "-")
     if "quickstart_s" in r:
-        add("README quick start", f"`course run` with no flags ({r['quickstart_preset']} preset, "
-            "default corpus), a fresh process: start-up to summary", f"{r['quickstart_s']} s wall "
-            f"({r['quickstart_train_s']} s of training)", "-", "-", "README: under a minute")
+        model = (f": {r['quickstart_arch']} block, {r['quickstart_steps']} steps, val loss "
+                 f"{r['quickstart_val_loss']}" if "quickstart_arch" in r else "")
+        add("README quick start", f"`course run` with no flags ({r['quickstart_preset']} preset"
+            f"{model}; default corpus), a fresh process: start-up to summary",
+            f"{r['quickstart_s']} s wall ({r['quickstart_train_s']} s of training)", "-", "-",
+            "README: under a minute")
     if "notebooks_total_s" in r:
         worst = max(r["notebooks"].items(), key=lambda kv: kv[1]["wall_s"])
         mem = max(v["peak_mb"] for v in r["notebooks"].values())

@@ -31,9 +31,11 @@ def test_run_writes_a_complete_run_directory(run_dir):
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["steps"] == 40 and m["tokens_seen"] == 40 * 32 * 64
     assert math.isfinite(m["val_perplexity"]) and m["val_perplexity"] == pytest.approx(math.exp(m["val_loss"]))
-    # 40 steps on a Markov source: better than a uniform guess over the vocabulary,
-    # and never better than the source's own entropy floor.
-    assert m["val_loss"] < math.log(m["vocab_size"]) - 0.1
+    # 40 steps on a Markov source: well below where training began, better than a uniform
+    # guess over the vocabulary, and never better than the source's own entropy floor.
+    first = json.loads((run_dir / "history.json").read_text())[0]
+    assert first["step"] == 1 and m["val_loss"] < first["train_loss"] - 0.2
+    assert m["val_loss"] < math.log(m["vocab_size"])
     assert m["val_bits_per_byte"] > m["entropy_floor_bits_per_byte"] * 0.98
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["preset"] == "tiny" and cfg["model"]["block_size"] == 64
@@ -307,6 +309,6 @@ def test_export_never_overwrites_a_run_and_needs_force_for_a_used_directory(run_
     assert "is not empty (config.json)" in err and "--force" in err
     assert (used / "config.json").read_text() == "somebody's"
     assert main(["export", str(run_dir), "--to", str(used), "--force"]) == 0
-    assert json.loads((used / "config.json").read_text())["model_type"] == "gpt2"
+    assert json.loads((used / "config.json").read_text())["model_type"] == "llama"  # tiny's block
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".used.")]  # no staging left
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before

@@ -34,7 +34,7 @@ def load_auto(dest):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    return train_and_export(tmp_path_factory, "gpt2")
+    return train_and_export(tmp_path_factory, "gpt2", "--arch", "gpt2")
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +92,11 @@ def test_exported_logits_and_tokens_match_ours(exported, hf):
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
-def test_readme_snippet_runs_verbatim_on_an_export(exported):
-    """README's Hugging Face lines, exactly as written, on a fresh export (the default
-    pipeline used to generate past the 64-token context and crash in the position table)."""
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_readme_snippet_runs_verbatim_on_an_export(arch, request):
+    """README's Hugging Face lines, exactly as written, on a fresh export of either block
+    (the default pipeline used to generate past the 64-token context and crash in GPT-2's
+    position table)."""
     import re
     import subprocess
     import sys
@@ -104,7 +106,7 @@ def test_readme_snippet_runs_verbatim_on_an_export(exported):
     block = readme.split("## Hugging Face", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     export_line, python_line = [ln for ln in block.strip().splitlines() if ln.strip()]
     assert export_line.strip() == "course export RUN_DIR --to hf_dir"
-    run, _ = exported
+    run, _ = request.getfixturevalue("exported" if arch == "gpt2" else "exported_llama")
     workdir = Path(str(run) + "-readme")
     workdir.mkdir()
     assert main(["export", str(run), "--to", str(workdir / "hf_dir")]) == 0
