@@ -200,7 +200,8 @@ def run_pipeline(
             "train_seconds": round(result.train_seconds, 3), "prep_seconds": round(prep_seconds, 3),
             "tokens_per_s": round(result.tokens_per_s, 1), "train_loss": result.final_train_loss,
             "val_loss": ev.mean_nll, "val_perplexity": ev.perplexity, "val_bits_per_byte": ev.bits_per_byte,
-            "val_tokens": ev.n_tokens, "device": str(dev), "preset": preset_name, "tokenizer": tokenizer,
+            "val_tokens": ev.n_tokens, "device": str(dev), "preset": preset_name, "arch": model.config.arch,
+            "tokenizer": tokenizer,
             "corpus": corp.name, "run_dir": str(out), "world_size": ctx.world_size, "run_id": run["id"],
         }
         if getattr(corp, "meta", {}).get("entropy_rate") is not None:
@@ -580,7 +581,8 @@ def format_summary(metrics: dict[str, Any]) -> str:
             return f"{v:,}"
         return str(v)
 
-    rows = [
+    rows = [("model", f"{metrics['arch']} block, {metrics['preset']} preset")] if "arch" in metrics else []
+    rows += [
         ("parameters", metrics["params"]), ("tokens seen", metrics["tokens_seen"]),
         ("train time (s)", metrics["train_seconds"]), ("tokens/s", metrics["tokens_per_s"]),
         ("train loss", metrics["train_loss"]), ("val loss", metrics["val_loss"]),

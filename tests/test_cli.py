@@ -39,6 +39,12 @@ def test_run_writes_a_complete_run_directory(run_dir):
     assert m["val_bits_per_byte"] > m["entropy_floor_bits_per_byte"] * 0.98
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["preset"] == "tiny" and cfg["model"]["block_size"] == 64
+    assert m["arch"] == cfg["model"]["arch"] == "llama"  # tiny's block
+    from course.pipeline import format_summary
+
+    summary = format_summary(m).splitlines()
+    assert summary[0].split() == ["model", "llama", "block,", "tiny", "preset"]
+    assert any(line.split()[:2] == ["val", "perplexity"] for line in summary)
     assert (run_dir / "samples.txt").read_text().strip()
 
 
