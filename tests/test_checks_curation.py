@@ -241,6 +241,19 @@ def lsh_any_entry(signatures, bands, rows):
             if any(signatures[i][k] == signatures[j][k] for k in range(bands * rows))}
 
 
+def lsh_one_dict(signatures, bands, rows):  # the buckets of every band in one dict
+    buckets = {}
+    for k in range(bands):
+        for i, sig in enumerate(signatures):
+            buckets.setdefault(tuple(sig[k * rows:(k + 1) * rows]), set()).add(i)
+    return {p for members in buckets.values() for p in combinations(sorted(members), 2)}
+
+
+def lsh_whole_signature(signatures, bands, rows):  # bands beyond bands * rows too
+    n_bands = -(-len(signatures[0]) // rows) if signatures else bands
+    return lsh_ok(signatures, n_bands, rows)
+
+
 def lsh_with_self(signatures, bands, rows):
     return lsh_ok(signatures, bands, rows) | {(i, i) for i in range(len(signatures))}
 
@@ -253,13 +266,15 @@ def lsh_both_orders(signatures, bands, rows):
 @pytest.mark.parametrize("fn", [lsh_ok, lsh_bruteforce, curation.lsh_candidates])
 def test_lsh_correct_styles_pass(fn, capsys):
     check.lsh_candidates(fn)
-    assert capsys.readouterr().out == "✓ lsh_candidates: 9 cases passed\n"
+    assert capsys.readouterr().out == "✓ lsh_candidates: 10 cases passed\n"
 
 
 @pytest.mark.parametrize("wrong, hint", [
     (lsh_all_bands, "only ONE matching band"),
     (lsh_interleaved, "not every bands-th entry"),
     (lsh_any_entry, "one equal entry is not enough"),
+    (lsh_one_dict, "every band has buckets of its own"),
+    (lsh_whole_signature, "ignore the rest of the signature"),
     (lsh_with_self, "not a candidate pair with itself"),
     (lsh_both_orders, "write each pair once"),
     (lambda s, b, r: sorted(lsh_ok(s, b, r)), "expected set[tuple[int, int]], got a list"),

@@ -311,6 +311,7 @@ def _lsh_cases() -> list[tuple[list[list[int]], int, int]]:
           [1, 0, 0, 4, 0, 0]], 3, 2),
         ([[1, 1], [1, 1], [1, 1]], 2, 1),  # three identical documents: three pairs
         ([[5, 6, 7, 8], [6, 5, 8, 7], [5, 6, 8, 7]], 2, 2),  # the same values in other places
+        ([[1, 2, 3, 4], [3, 4, 1, 2]], 2, 2),  # band 0 of one is band 1 of the other: no pair
         ([[1, 2, 3, 4, 5, 6, 9], [4, 5, 6, 1, 2, 3, 9]], 2, 3),  # 7th entry beyond bands * rows
         ([[3, 1, 4, 1], [3, 1, 4, 2], [9, 1, 4, 2], [3, 9, 9, 9]], 1, 4),
         ([[3, 1, 4, 1], [3, 1, 4, 2], [9, 1, 4, 2], [3, 9, 9, 9]], 4, 1),
@@ -332,6 +333,9 @@ def _variant_pairs(sigs: Sequence[Sequence[int]], bands: int, rows: int, kind: s
             hit = any(x[k] == y[k] for k in range(bands * rows))
         elif kind == "sliding":
             hit = any(x[k:k + rows] == y[k:k + rows] for k in range(bands * rows - rows + 1))
+        elif kind == "shared":  # one bucket dict for every band, keyed by the values only
+            hit = any(x[a * rows:(a + 1) * rows] == y[b * rows:(b + 1) * rows]
+                      for a in range(bands) for b in range(bands))
         else:  # "whole": every entry of the signature, beyond bands * rows too
             hit = any(x[k * rows:(k + 1) * rows] == y[k * rows:(k + 1) * rows]
                       for k in range(math.ceil(len(x) / rows)))
@@ -387,6 +391,9 @@ def _lsh_mistake(sigs: list[list[int]], bands: int, rows: int, got: set[tuple[in
          lambda: _variant_pairs(sigs, bands, rows, "sliding")),
         ("only the first bands * rows entries are banded; ignore the rest of the signature",
          lambda: _variant_pairs(sigs, bands, rows, "whole")),
+        ("every band has buckets of its own: equal values in two different bands are no "
+         "match, so key the buckets by (band index, values) or start a new dict for each band",
+         lambda: _variant_pairs(sigs, bands, rows, "shared")),
     ], _eq)
 
 
