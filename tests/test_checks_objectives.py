@@ -197,23 +197,32 @@ def mlm_independent_draws(input_ids, mask_id, vocab_size, *, prob=0.15, generato
     return inputs, labels
 
 
-def mlm_mask_not_excluded(input_ids, mask_id, vocab_size, *, prob=0.15, generator, special_ids=()):
-    """Only mask_id is excluded from the random draw, not the other special ids."""
-    special = torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype))
-    chosen = (torch.rand(input_ids.shape, generator=generator) < prob) & ~special
-    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
-    u = torch.rand(input_ids.shape, generator=generator)
-    pool = torch.tensor([i for i in range(vocab_size) if i != mask_id])
-    random_ids = pool[torch.randint(len(pool), input_ids.shape, generator=generator)]
-    inputs = input_ids.clone()
-    inputs[chosen & (u < 0.8)] = mask_id
-    swap = chosen & (u >= 0.8) & (u < 0.9)
-    inputs[swap] = random_ids[swap]
-    return inputs, labels
+def mlm_random_pool_without(leave_out):
+    """A masking whose random replacements are drawn from every id except `leave_out(mask_id,
+    special_ids)`: one exclusion forgotten, the other kept."""
+    def mlm(input_ids, mask_id, vocab_size, *, prob=0.15, generator, special_ids=()):
+        special = torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype))
+        chosen = (torch.rand(input_ids.shape, generator=generator) < prob) & ~special
+        labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+        u = torch.rand(input_ids.shape, generator=generator)
+        excluded = set(leave_out(mask_id, special_ids))
+        pool = torch.tensor([i for i in range(vocab_size) if i not in excluded])
+        random_ids = pool[torch.randint(len(pool), input_ids.shape, generator=generator)]
+        inputs = input_ids.clone()
+        inputs[chosen & (u < 0.8)] = mask_id
+        swap = chosen & (u >= 0.8) & (u < 0.9)
+        inputs[swap] = random_ids[swap]
+        return inputs, labels
+    return mlm
+
+
+mlm_mask_not_excluded = mlm_random_pool_without(lambda mask_id, special_ids: [mask_id])
+mlm_mask_id_not_excluded = mlm_random_pool_without(lambda mask_id, special_ids: special_ids)
 
 
 @pytest.mark.parametrize(("wrong", "hint"), [
     (mlm_random_from_whole_vocab, "draw the random token among the ordinary ids only"),
+    (mlm_mask_id_not_excluded, "leave out special_ids AND mask_id"),
     (mlm_mask_not_excluded, "draw the random token among the ordinary ids only"),
     (mlm_mask_all_positions, "only chosen positions are corrupted"),
     (mlm_independent_draws, "Split ONE uniform draw per chosen position"),

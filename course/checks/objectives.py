@@ -290,6 +290,25 @@ def check_mlm_mask(mlm_mask: Callable[..., Any]) -> int:
     assert first is not None
     ids, inputs, labels, desc = first
 
+    # --- random ids are never mask_id. A replacement that draws mask_id looks like a mask, so
+    # only the count shows it: with 2 ordinary ids (1, 2) and mask_id 3, a draw among 1..3
+    # turns a third of the random 10 % into extra masks (83.3 % masks instead of 80 %).
+    few = torch.randint(1, 3, (128, 256), generator=torch.Generator().manual_seed(11))
+    f_inputs, f_labels, f_desc = run(few, seed=11, prob=1.0, sp=(0,), mask_id=3, vocab_size=4,
+                                     what="of shape (128, 256) holding only the ordinary ids 1 "
+                                          "and 2")
+    cases += 1
+    f_chosen = f_labels != -100
+    _check_random_ids(name, f_desc, few, f_inputs, f_chosen, 4, (0,), mask_id=3)
+    n_f, n_f_masked = int(f_chosen.sum()), int((f_chosen & (f_inputs == 3)).sum())
+    if n_f and n_f_masked > _binomial_interval(n_f, 0.8, _ALPHA)[1]:
+        raise CheckFailed(name, f"on input {f_desc} — {n_f_masked / n_f:.1%} of the chosen "
+                                "tokens became mask_id, expected about 80 % (a random "
+                                "replacement that may draw mask_id adds a third of the "
+                                "random 10 % here)",
+                          hint="draw the random replacement among the ordinary ids only: "
+                               "leave out special_ids AND mask_id")
+
     # --- the same seed must give the same masks: every random number from `generator`
     again, again_labels, _ = run(ids, seed=0)
     cases += 1
