@@ -359,9 +359,8 @@ def bench_quickstart() -> dict[str, Any]:
         wall = time.perf_counter() - t0
         assert proc.returncode == 0, f"course run failed:\n{proc.stderr[-3000:]}"
         metrics = json.loads(proc.stdout)
-        arch = json.loads(Path(tmp, "run", "config.json").read_text())["model"]["arch"]
     return {"quickstart_s": round(wall, 1), "quickstart_train_s": round(metrics["train_seconds"], 1),
-            "quickstart_preset": metrics["preset"], "quickstart_arch": arch,
+            "quickstart_preset": metrics["preset"], "quickstart_arch": metrics["arch"],
             "quickstart_steps": metrics["steps"], "quickstart_val_loss": round(metrics["val_loss"], 4)}
 
 
